@@ -1,0 +1,179 @@
+"""Command line: parse arguments, call one function per command. User mistakes → one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ctrldial.errors import UserError
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML config (repeatable; later files win)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one config key, e.g. --set data.max_context_turns=4 (repeatable)")
+
+
+def _cfg(args, base: dict | None = None):
+    from ctrldial.config import build_config
+
+    return build_config(args.config, args.overrides, base=base)
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_data_stats(args) -> None:
+    from ctrldial.data.stats import corpus_stats, format_stats
+
+    overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
+    from ctrldial.config import build_config
+
+    cfg = build_config(args.config, overrides)
+    s = corpus_stats(cfg.data)
+    print(json.dumps(s, indent=2) if args.json else format_stats(s))
+
+
+def cmd_classifier_train(args) -> None:
+    from ctrldial.classifier import train_classifier
+
+    train_classifier(_cfg(args), Path(args.out), overwrite=args.overwrite)
+
+
+def cmd_classifier_eval(args) -> None:
+    from ctrldial.classifier import evaluate_classifier
+
+    res = evaluate_classifier(Path(args.dir), _cfg(args), out=Path(args.out) if args.out else None)
+    print(json.dumps({k: res[k] for k in ("accuracy", "macro_f1")}, indent=2))
+
+
+def cmd_run(args) -> None:
+    from ctrldial.run import run
+
+    run(_cfg(args), Path(args.out), overwrite=args.overwrite)
+
+
+def cmd_generate(args) -> None:
+    from ctrldial.run import generate_from_run
+
+    print(generate_from_run(Path(args.run_dir), args.label, args.context, overrides=args.overrides))
+
+
+def cmd_sweep(args) -> None:
+    from ctrldial.sweep import sweep
+
+    sweep(Path(args.sweep), Path(args.out), dry_run=args.dry_run, only=args.only, overrides=args.overrides)
+
+
+def cmd_report(args) -> None:
+    from ctrldial.report import report
+
+    path = report(Path(args.dir))
+    print(f"report: {path}")
+
+
+def cmd_demo(args) -> None:
+    from ctrldial.demo import demo
+
+    demo(Path(args.out), config_files=args.config, overrides=args.overrides)
+
+
+def cmd_chat(args) -> None:
+    from ctrldial.chat import chat
+
+    chat(Path(args.run_dir), overrides=args.overrides)
+
+
+def cmd_bench(args) -> None:
+    from ctrldial.bench import bench
+
+    bench(quick=args.quick, out=Path(args.out), overrides=args.overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ctrldial", description="Compare PEFT methods for dialogue-act controlled response generation.")
+    ap.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect a corpus").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("stats", help="per-split dialogues, utterances, label distributions, examples, duplicates")
+    p.add_argument("--data", help="DailyDialog folder, zip, Parquet, Hub id, or `sample` (default: data.path)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _config_args(p)
+    p.set_defaults(func=cmd_data_stats)
+
+    clf = sub.add_parser("classifier", help="the act/emotion classifier that scores generations").add_subparsers(
+        dest="classifier_command", required=True
+    )
+    p = clf.add_parser("train", help="fine-tune an encoder as a single-label classifier")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing classifier in --out")
+    _config_args(p)
+    p.set_defaults(func=cmd_classifier_train)
+    p = clf.add_parser("eval", help="accuracy, macro-F1, per-class scores and confusion matrix on the test split")
+    p.add_argument("dir", help="a trained classifier folder")
+    p.add_argument("--out", help="where to write eval.json and the heat map (default: the classifier folder)")
+    _config_args(p)
+    p.set_defaults(func=cmd_classifier_eval)
+
+    p = sub.add_parser("run", help="train one method, generate for every label, score, write record.json")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    _config_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("generate", help="one response from a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--label", required=True, help="requested label, e.g. question")
+    p.add_argument("--context", action="append", default=[], help="a context turn, oldest first (repeatable)")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("sweep", help="run a grid of configs, skipping finished points")
+    p.add_argument("sweep", help="sweep YAML file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dry-run", action="store_true", help="list points and what would be skipped")
+    p.add_argument("--only", help="run only points whose name matches this glob or substring")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="tables, plots and report.html from run records")
+    p.add_argument("dir", help="a sweep folder (or any folder holding run folders)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="the whole comparison offline at a small budget")
+    p.add_argument("--out", default="ctrldial-demo")
+    _config_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("chat", help="chat with a trained run, choosing the act per turn")
+    p.add_argument("run_dir")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("bench", help="speed against plain Hugging Face scripts")
+    p.add_argument("--quick", action="store_true", help="small sizes, a few minutes on a CPU")
+    p.add_argument("--out", default="bench-out")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("CTRLDIAL_DEBUG") == "1"
+    try:
+        args.func(args)
+    except UserError as e:
+        if debug:
+            raise
+        print(f"ctrldial: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("ctrldial: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,418 @@
+"""The typed config: one dataclass per section, YAML files and ``--set key=value`` overrides.
+
+The dataclasses *are* the schema. Every field has a type and a default; YAML and overrides can only
+set existing fields, and ``validate`` collects every problem and raises once, listing the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from ctrldial.errors import UserError
+
+ATTRIBUTES = ("act", "emotion", "act+emotion")
+
+
+@dataclass
+class DataConfig:
+    path: str = "sample"
+    """A DailyDialog folder (original layout), one of its zips, a Parquet file/folder, a Hub dataset id, or `sample` (the shipped demo sample)."""
+    attribute: Literal["act", "emotion", "act+emotion"] = "act"
+    """What the response is conditioned on and scored for."""
+    max_context_turns: int = 4
+    """Previous utterances kept as context (the first experiments cut at 4)."""
+    max_train_examples: int | None = None
+    """Budget: sample at most this many training examples (None = all)."""
+    max_eval_examples: int = 500
+    """Test contexts evaluated (a fixed, seeded sample); each is asked for every label."""
+    max_valid_examples: int = 200
+    """Validation examples used for the validation loss."""
+    dedup: bool = True
+    """Remove validation/test dialogues whose text also occurs in train."""
+    normalize: bool = True
+    """Turn the pre-tokenised corpus text (`I ’ m fine , thanks .`) into natural text (`I'm fine, thanks.`)."""
+    on_error: Literal["raise", "skip"] = "raise"
+    """Malformed dialogues: stop with an error naming file and line, or skip them and report how many."""
+    balance: bool = True
+    """Sample training examples balanced over the target label (the corpus is 45% inform)."""
+    label_position: Literal["first", "before_response"] = "before_response"
+    """Where the label goes: `first` (label, context, response) or `before_response` (context, label, response)."""
+    separator: str = "eos"
+    """Turn separator: `eos` (the tokenizer's end-of-sequence token, DialoGPT style) or a literal string such as "\\n"."""
+    label_style: Literal["word", "special"] = "word"
+    """Labels as plain words (`question`) or as added special tokens (`<|question|>`)."""
+    label_words: dict[str, str] = field(default_factory=dict)
+    """Optional text per label, e.g. {question: "Ask a question:"}; defaults to the label name."""
+    template: Literal["plain", "chat"] = "plain"
+    """`plain`: turns joined by the separator; `chat`: the tokenizer's chat template with the label stated as an instruction."""
+    max_length: int | None = 256
+    """Cap on tokens per training example (prompt + response), on top of the model's positions."""
+    seed: int = 0
+    """Seed for the example samples (train budget, eval contexts)."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m"
+    """An alias (dialogpt-small|medium|large, smollm2-135m), a Hub id, or a local folder."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights dtype: `auto` = float32 master weights, with speed from autocast (train.mixed_precision)."""
+    max_positions: int | None = None
+    """Override the model's maximum positions (default: read from its config)."""
+    trust_remote_code: bool = False
+    """Allow model code from the Hub to run. Off unless you trust the source."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to pin."""
+    attn_implementation: str | None = None
+    """e.g. `sdpa` or `eager`; None lets transformers choose."""
+
+
+@dataclass
+class MethodConfig:
+    name: str = "lora"
+    """A registered method: zero_shot, full, lora, qlora, prefix, prompt, p_tuning, ia3, adalora, peft."""
+    num_virtual_tokens: int = 20
+    """Prefix / prompt / P-tuning: virtual tokens prepended to every sequence."""
+    r: int = 16
+    """LoRA / AdaLoRA / QLoRA rank."""
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] | None = None
+    """Modules to adapt; None = chosen per architecture (all linear layers of attention and MLP)."""
+    prefix_projection: bool = False
+    """Prefix tuning: reparameterise the prefix through an MLP (more stable, more parameters at train time)."""
+    prompt_init: Literal["random", "text"] = "text"
+    """Prompt tuning: initialise the virtual tokens randomly or from the embedding of `prompt_init_text`."""
+    prompt_init_text: str = "Reply to the conversation with the requested dialogue act:"
+    encoder_hidden_size: int = 128
+    """P-tuning: hidden size of the prompt encoder."""
+    peft_type: str | None = None
+    """Generic `peft` method: the PEFT config class name, e.g. `LoHaConfig`."""
+    peft_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Generic `peft` method: keyword arguments for that config class."""
+
+
+@dataclass
+class TrainConfig:
+    lr: float | None = None
+    """Peak learning rate; None = the method's default."""
+    batch_size: int = 8
+    grad_accum: int = 1
+    """Gradient accumulation steps per optimizer step."""
+    max_steps: int | None = 250
+    """Budget: optimizer steps (None = run `epochs` epochs)."""
+    epochs: float = 1.0
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_every: int = 50
+    """Validation loss every N optimizer steps."""
+    patience: int = 5
+    """Early stopping: evaluations without improvement before stopping (0 = off)."""
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """`auto` = bf16 where the hardware has it (CUDA bf16, CPU AMX), else fp32."""
+    seed: int = 0
+    tracker: Literal["tensorboard", "wandb", "mlflow", "none"] = "tensorboard"
+    group_by_length: bool = True
+    """Length-grouped batches: fewer pad tokens, same examples per epoch."""
+
+
+@dataclass
+class GenerateConfig:
+    max_new_tokens: int = 32
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 32
+    repetition_penalty: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    labels: list[str] | None = None
+    """Labels every context is asked for (None = all labels of the attribute)."""
+    perplexity: bool = True
+    """Perplexity of the reference responses under the tuned model."""
+    sanity_prompts: int = 4
+    """Fixed prompts on which tuned and base generations are compared (0 = skip)."""
+
+
+@dataclass
+class ClassifierConfig:
+    model: str = "minilm-l6"
+    """Encoder to fine-tune: `minilm-l6` (offline package), a Hub id or a local folder."""
+    path: str | None = None
+    """A trained classifier folder used to score generations."""
+    context: Literal["none", "previous"] = "none"
+    """Input: the utterance alone, or (previous utterance, utterance) as a sentence pair."""
+    epochs: float = 1.0
+    max_steps: int | None = None
+    lr: float = 5e-5
+    batch_size: int = 32
+    max_length: int = 96
+    eval_every: int = 200
+    class_weights: bool = False
+    """Weight the loss by inverse class frequency (useful for emotion: 83% is 'no emotion')."""
+    warmup_ratio: float = 0.06
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Hash of the resolved config: the same config always hashes the same."""
+        blob = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _section_types() -> dict[str, dict[str, Any]]:
+    out = {}
+    hints = typing.get_type_hints(Config)
+    for name, cls in hints.items():
+        out[name] = typing.get_type_hints(cls)
+    return out
+
+
+def valid_keys() -> list[str]:
+    return [f"{s}.{k}" for s, fields_ in _section_types().items() for k in fields_]
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` (from YAML or a --set string) to ``tp``; raise ValueError with a reason."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(errors[0] if errors else f"expected {tp}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+    if origin is list:
+        (item,) = get_args(tp)
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {value!r}")
+        return [_coerce(v, item, key) for v in value]
+    if origin is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise ValueError(f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ValueError(f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"expected a string, got {value!r}")
+    raise ValueError(f"unsupported type {tp}")
+
+
+def _parse_set(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set data.max_context_turns=4")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    # YAML gives `3` → int, `1e-3` → str in YAML 1.1, `[a, b]` → list, `null` → None; coercion finishes the job.
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, (dict, list)) is False and not isinstance(value, (int, float, bool)) and value is not None:
+        value = raw
+    return key, value
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"data": {"path": x}} → {"data.path": x}; dict-valued fields stay whole."""
+    out: dict[str, Any] = {}
+    types_ = _section_types()
+    for k, v in (tree or {}).items():
+        key = f"{prefix}{k}"
+        section = key.split(".")[0]
+        is_dict_field = "." in key and get_origin(types_.get(section, {}).get(key.split(".", 1)[1])) is dict
+        if isinstance(v, dict) and not is_dict_field and "." not in key:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def build_config(
+    files: list[str | Path] | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults ← ``base`` (nested dict) ← YAML files in order ← ``--set`` overrides; then validate."""
+    flat: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if base:
+        for k, v in _flatten(base).items():
+            flat[k], origin[k] = v, "base"
+    for f in files or []:
+        p = Path(f)
+        if not p.is_file():
+            raise UserError(f"config file {p} not found: pass an existing YAML file to --config")
+        try:
+            tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise UserError(f"{p}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(tree, dict):
+            raise UserError(f"{p}: expected a mapping of sections (data:, model:, ...) at the top level")
+        for k, v in _flatten(tree).items():
+            flat[k], origin[k] = v, str(p)
+    for item in overrides or []:
+        k, v = _parse_set(item)
+        flat[k], origin[k] = v, "--set"
+    return config_from_flat(flat, origin)
+
+
+def config_from_flat(flat: dict[str, Any], origin: dict[str, str] | None = None) -> Config:
+    origin = origin or {}
+    types_ = _section_types()
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {s: {} for s in types_}
+    for key, raw in flat.items():
+        where = f" (from {origin[key]})" if key in origin else ""
+        parts = key.split(".", 1)
+        if len(parts) != 2 or parts[0] not in types_ or parts[1] not in types_[parts[0]]:
+            problems.append(f"unknown key {key!r}{where}")
+            continue
+        try:
+            values[parts[0]][parts[1]] = _coerce(raw, types_[parts[0]][parts[1]], key)
+        except ValueError as e:
+            problems.append(f"{key}: {e}{where}")
+    if problems:
+        hint = "valid keys: " + ", ".join(valid_keys()) if any(p.startswith("unknown key") for p in problems) else ""
+        raise UserError("config: " + "; ".join(problems) + (f". {hint}" if hint else ""))
+    hints = typing.get_type_hints(Config)
+    cfg = Config(**{s: hints[s](**v) for s, v in values.items()})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Value checks that types cannot express; every problem is reported at once."""
+    p: list[str] = []
+    if cfg.data.max_context_turns < 0:
+        p.append("data.max_context_turns must be >= 0")
+    for key in ("max_train_examples",):
+        v = getattr(cfg.data, key)
+        if v is not None and v <= 0:
+            p.append(f"data.{key} must be > 0 or null")
+    if cfg.data.max_eval_examples <= 0:
+        p.append("data.max_eval_examples must be > 0")
+    if cfg.data.max_length is not None and cfg.data.max_length < 8:
+        p.append("data.max_length must be >= 8 or null")
+    if cfg.train.batch_size <= 0:
+        p.append("train.batch_size must be > 0 (try 8)")
+    if cfg.train.grad_accum <= 0:
+        p.append("train.grad_accum must be > 0")
+    if cfg.train.lr is not None and cfg.train.lr <= 0:
+        p.append("train.lr must be > 0 (or null for the method's default)")
+    if cfg.train.max_steps is not None and cfg.train.max_steps < 0:
+        p.append("train.max_steps must be >= 0 or null")
+    if cfg.train.epochs <= 0:
+        p.append("train.epochs must be > 0")
+    if not 0 <= cfg.train.warmup_ratio < 1:
+        p.append("train.warmup_ratio must be in [0, 1)")
+    if cfg.train.eval_every <= 0:
+        p.append("train.eval_every must be > 0")
+    if cfg.train.patience < 0:
+        p.append("train.patience must be >= 0")
+    if cfg.generate.max_new_tokens <= 0:
+        p.append("generate.max_new_tokens must be > 0")
+    if cfg.generate.batch_size <= 0:
+        p.append("generate.batch_size must be > 0")
+    if cfg.generate.num_beams <= 0:
+        p.append("generate.num_beams must be > 0")
+    if cfg.method.num_virtual_tokens < 0:
+        p.append("method.num_virtual_tokens must be >= 0")
+    if cfg.method.r <= 0:
+        p.append("method.r must be > 0")
+    if cfg.classifier.batch_size <= 0:
+        p.append("classifier.batch_size must be > 0")
+    if cfg.classifier.lr <= 0:
+        p.append("classifier.lr must be > 0")
+    if cfg.classifier.epochs <= 0:
+        p.append("classifier.epochs must be > 0")
+    from ctrldial.methods import METHODS  # late import: methods import torch/peft
+
+    if cfg.method.name not in METHODS:
+        p.append(f"method.name: unknown method {cfg.method.name!r}; choose one of {', '.join(sorted(METHODS))}")
+    if p:
+        raise UserError("config: " + "; ".join(p))
+
+
+def load_config_dict(d: dict[str, Any]) -> Config:
+    """Rebuild a Config from a record's resolved ``config`` (nested dict)."""
+    return config_from_flat(_flatten(d))

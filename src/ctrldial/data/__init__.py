@@ -1,0 +1,1 @@
+"""Data flow: corpus files → dialogues (corpus.py) → examples (examples.py) → token ids and masks (template.py)."""

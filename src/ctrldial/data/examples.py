@@ -1,0 +1,94 @@
+"""Dialogues → examples: every utterance at position ≥ 1 is a target, with its previous turns as context."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+from ctrldial.config import DataConfig
+from ctrldial.data.corpus import ACTS, EMOTIONS, Corpus, Dialogue
+from ctrldial.data.normalize import normalize_text
+
+
+@dataclass(frozen=True)
+class Example:
+    dialogue_id: str
+    turn: int
+    context: tuple[str, ...]  # oldest first, at most max_context_turns
+    response: str
+    act: int
+    emotion: int
+
+
+def label_names(attribute: str) -> list[str]:
+    """Labels a response can be asked for, in a fixed order."""
+    if attribute == "act":
+        return list(ACTS)
+    if attribute == "emotion":
+        return list(EMOTIONS)
+    if attribute == "act+emotion":
+        return [f"{a}+{e}" for a in ACTS for e in EMOTIONS]
+    raise ValueError(f"unknown attribute {attribute!r}")
+
+
+def label_of(ex: Example, attribute: str) -> str:
+    if attribute == "act":
+        return ACTS[ex.act]
+    if attribute == "emotion":
+        return EMOTIONS[ex.emotion]
+    return f"{ACTS[ex.act]}+{EMOTIONS[ex.emotion]}"
+
+
+def dialogue_examples(d: Dialogue, max_context_turns: int, normalize: bool) -> list[Example]:
+    utts = [normalize_text(u) for u in d.utterances] if normalize else list(d.utterances)
+    out = []
+    for t in range(1, len(utts)):
+        ctx = tuple(utts[max(0, t - max_context_turns) : t]) if max_context_turns > 0 else ()
+        out.append(Example(d.id, t, ctx, utts[t], d.acts[t], d.emotions[t]))
+    return out
+
+
+def build_examples(corpus: Corpus, split: str, cfg: DataConfig) -> list[Example]:
+    return [ex for d in corpus.splits[split] for ex in dialogue_examples(d, cfg.max_context_turns, cfg.normalize)]
+
+
+def sample_examples(
+    examples: list[Example], n: int | None, seed: int, balance_by: str | None = None
+) -> list[Example]:
+    """A fixed, seeded sample of ``n`` examples; with ``balance_by`` an equal share per label where possible."""
+    rng = random.Random(seed)
+    if n is None or n >= len(examples):
+        out = list(examples)
+        rng.shuffle(out)
+        return out
+    if not balance_by:
+        return rng.sample(examples, n)
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for ex in examples:
+        groups[label_of(ex, balance_by)].append(ex)
+    for g in groups.values():
+        rng.shuffle(g)
+    # round-robin over labels: small classes are used up first, the rest fill the budget
+    out, keys, i = [], sorted(groups), 0
+    while len(out) < n:
+        progressed = False
+        for k in keys:
+            if i < len(groups[k]) and len(out) < n:
+                out.append(groups[k][i])
+                progressed = True
+        if not progressed:
+            break
+        i += 1
+    rng.shuffle(out)
+    return out
+
+
+def fingerprint(examples: list[Example]) -> str:
+    """Content hash of examples: a record names exactly the data that produced it."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.dialogue_id, ex.turn, ex.context, ex.response, ex.act, ex.emotion]).encode())
+    return h.hexdigest()[:16]

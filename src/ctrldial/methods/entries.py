@@ -1,0 +1,210 @@
+"""The built-in methods: zero-shot, full fine-tuning, and the PEFT family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ctrldial.config import MethodConfig
+from ctrldial.errors import UserError
+from ctrldial.methods import Method, register
+
+# Per-architecture module names. GPT-2/DialoGPT use Conv1D (weights stored transposed: fan_in_fan_out).
+_GPT2 = {
+    "lora": ["c_attn", "c_proj", "c_fc"],
+    "ia3": ["c_attn", "mlp.c_proj"],
+    "ia3_ff": ["mlp.c_proj"],
+    "fan_in_fan_out": True,
+}
+_LLAMA = {
+    "lora": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "ia3": ["k_proj", "v_proj", "down_proj"],
+    "ia3_ff": ["down_proj"],
+    "fan_in_fan_out": False,
+}
+ARCHITECTURES = {"gpt2": _GPT2, "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA, "gemma": _LLAMA, "phi3": _LLAMA}
+
+
+def arch(model) -> dict[str, Any]:
+    """Module names for this model's architecture; unknown ones fall back to PEFT's own defaults."""
+    return ARCHITECTURES.get(getattr(model.config, "model_type", ""), {})
+
+
+def _lora_kwargs(model, cfg: MethodConfig) -> dict[str, Any]:
+    a = arch(model)
+    return dict(
+        r=cfg.r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_modules or a.get("lora") or "all-linear",
+        fan_in_fan_out=a.get("fan_in_fan_out", False),
+        task_type="CAUSAL_LM",
+    )
+
+
+def _wrap(model, peft_config):
+    from peft import get_peft_model
+
+    return get_peft_model(model, peft_config)
+
+
+def build_zero_shot(model, cfg: MethodConfig, ctx: dict):
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def build_full(model, cfg: MethodConfig, ctx: dict):
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def build_lora(model, cfg: MethodConfig, ctx: dict):
+    from peft import LoraConfig
+
+    return _wrap(model, LoraConfig(**_lora_kwargs(model, cfg)))
+
+
+def build_qlora(model, cfg: MethodConfig, ctx: dict):
+    from peft import LoraConfig, prepare_model_for_kbit_training
+
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return _wrap(model, LoraConfig(**_lora_kwargs(model, cfg)))
+
+
+def qlora_quantization(model_cfg):
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError("method.name=qlora needs a CUDA GPU (bitsandbytes 4-bit); use method.name=lora on this machine")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise UserError("method.name=qlora needs bitsandbytes: pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16,
+    )
+
+
+def build_adalora(model, cfg: MethodConfig, ctx: dict):
+    from peft import AdaLoraConfig
+
+    kw = _lora_kwargs(model, cfg)
+    total = max(int(ctx.get("total_steps", 100)), 10)
+    # AdaLoRA prunes rank between tinit and total_step - tfinal; it needs the step count up front
+    return _wrap(
+        model,
+        AdaLoraConfig(
+            init_r=cfg.r,
+            target_r=max(cfg.r // 2, 1),
+            lora_alpha=kw["lora_alpha"],
+            lora_dropout=kw["lora_dropout"],
+            target_modules=kw["target_modules"],
+            fan_in_fan_out=kw["fan_in_fan_out"],
+            total_step=total,
+            tinit=max(total // 10, 1),
+            tfinal=max(total // 5, 1),
+            deltaT=max(total // 20, 1),
+            task_type="CAUSAL_LM",
+        ),
+    )
+
+
+def build_ia3(model, cfg: MethodConfig, ctx: dict):
+    from peft import IA3Config
+
+    a = arch(model)
+    targets = cfg.target_modules or a.get("ia3")
+    ff = a.get("ia3_ff") if not cfg.target_modules else [t for t in cfg.target_modules if t in (a.get("ia3_ff") or [])]
+    return _wrap(
+        model,
+        IA3Config(target_modules=targets, feedforward_modules=ff, fan_in_fan_out=a.get("fan_in_fan_out", False), task_type="CAUSAL_LM"),
+    )
+
+
+def build_prefix(model, cfg: MethodConfig, ctx: dict):
+    from peft import PrefixTuningConfig
+
+    return _wrap(
+        model,
+        PrefixTuningConfig(
+            num_virtual_tokens=cfg.num_virtual_tokens,
+            prefix_projection=cfg.prefix_projection,
+            encoder_hidden_size=cfg.encoder_hidden_size if cfg.prefix_projection else model.config.hidden_size,
+            task_type="CAUSAL_LM",
+        ),
+    )
+
+
+def build_prompt(model, cfg: MethodConfig, ctx: dict):
+    from peft import PromptTuningConfig, PromptTuningInit
+
+    kw: dict[str, Any] = dict(num_virtual_tokens=cfg.num_virtual_tokens, task_type="CAUSAL_LM")
+    if cfg.prompt_init == "text":
+        kw.update(
+            prompt_tuning_init=PromptTuningInit.TEXT,
+            prompt_tuning_init_text=cfg.prompt_init_text,
+            tokenizer_name_or_path=ctx["tokenizer_path"],
+        )
+    return _wrap(model, PromptTuningConfig(**kw))
+
+
+def build_p_tuning(model, cfg: MethodConfig, ctx: dict):
+    from peft import PromptEncoderConfig
+
+    return _wrap(
+        model,
+        PromptEncoderConfig(num_virtual_tokens=cfg.num_virtual_tokens, encoder_hidden_size=cfg.encoder_hidden_size, task_type="CAUSAL_LM"),
+    )
+
+
+def build_generic(model, cfg: MethodConfig, ctx: dict):
+    import peft
+
+    if not cfg.peft_type:
+        raise UserError("method.name=peft needs method.peft_type, a PEFT config class such as LoHaConfig or LoraConfig")
+    cls = getattr(peft, cfg.peft_type, None)
+    if cls is None or not isinstance(cls, type) or not cfg.peft_type.endswith("Config"):
+        raise UserError(f"method.peft_type={cfg.peft_type!r}: not a PEFT config class (e.g. LoHaConfig, LoKrConfig, LoraConfig)")
+    kwargs = {"task_type": "CAUSAL_LM", **cfg.peft_kwargs}
+    try:
+        peft_config = cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"method.peft_kwargs: {cfg.peft_type} rejected them ({e})") from None
+    return _wrap(model, peft_config)
+
+
+def _virtual(cfg: MethodConfig) -> int:
+    return cfg.num_virtual_tokens
+
+
+def adalora_step(model, step: int) -> None:
+    # AdaLoRA reallocates rank from the gradients of the step just taken (before they are zeroed)
+    model.base_model.update_and_allocate(step)
+
+
+register(Method("zero_shot", "the pretrained model, label in the prompt, no training", build_zero_shot, 0.0, trains=False))
+register(Method("full", "full fine-tuning: every weight trains", build_full, 5e-5))
+register(Method("lora", "LoRA adapters on attention and MLP linears", build_lora, 1e-3, mergeable=True))
+register(
+    Method("qlora", "LoRA on a 4-bit (NF4) base, bitsandbytes, CUDA only", build_qlora, 1e-3, requires_cuda=True, quantization=qlora_quantization)
+)
+register(Method("adalora", "LoRA with adaptive rank allocation", build_adalora, 1e-3, mergeable=True, after_step=adalora_step))
+register(Method("ia3", "IA3: learned rescaling of keys, values and MLP activations", build_ia3, 3e-2, mergeable=True))
+register(Method("prefix", "prefix tuning: trained key/value prefixes in every layer", build_prefix, 1e-2, virtual_tokens=_virtual))
+register(Method("prompt", "prompt tuning: trained input embeddings (random or text init)", build_prompt, 3e-2, virtual_tokens=_virtual))
+register(Method("p_tuning", "P-tuning: virtual tokens from a small prompt encoder", build_p_tuning, 1e-2, virtual_tokens=_virtual))
+register(
+    Method(
+        "peft",
+        "any PEFT config by name (method.peft_type + method.peft_kwargs)",
+        build_generic,
+        1e-3,
+        virtual_tokens=lambda cfg: int(cfg.peft_kwargs.get("num_virtual_tokens", 0)),
+    )
+)

@@ -1,0 +1,243 @@
+"""The training loop: setup → loop (validate every N steps, early stopping) → reload the best weights.
+
+Plain PyTorch under `accelerate`: the same code runs on one CPU, on one GPU, and data-parallel across
+processes (`accelerate launch --multi_gpu …`, or `torchrun --nproc_per_node 2 -m ctrldial run …` on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from ctrldial.config import TrainConfig
+from ctrldial.data.template import IGNORE, Encoded
+from ctrldial.errors import UserError
+
+
+class TrainingFailed(Exception):
+    """A fault during training (non-finite loss, out of memory): the run is recorded as failed with a hint."""
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per logged step: {step, loss, lr} and {step, val_loss} at validations."""
+    steps: int = 0
+    best_step: int = 0
+    best_val_loss: float | None = None
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+    train_tokens: int = 0
+    """Non-pad tokens seen (all processes)."""
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.train_tokens / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_mixed_precision(choice: str, use_cuda: bool) -> str:
+    """`auto` → bf16 where the hardware does it natively (CUDA with bf16, CPU AMX/AVX512-BF16), else fp32."""
+    if choice != "auto":
+        return choice
+    if use_cuda:
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else "no"
+
+
+# -- batches ------------------------------------------------------------------------------------------
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: bool) -> list[list[int]]:
+    """Shuffled batches; with ``group``, examples of similar length share a batch (less padding).
+
+    Lengths are sorted inside random chunks of 50 batches, so batches stay random across the epoch.
+    """
+    rng = random.Random(seed)
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    if group:
+        chunk = batch_size * 50
+        idx = [i for s in range(0, len(idx), chunk) for i in sorted(idx[s : s + chunk], key=lambda i: -lengths[i])]
+    batches = [idx[s : s + batch_size] for s in range(0, len(idx), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """A batch sampler whose order changes each epoch (seed + epoch); accelerate shards it across processes."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: bool):
+        self.lengths, self.batch_size, self.seed, self.group, self.epoch = lengths, batch_size, seed, group, 0
+
+    def __iter__(self):
+        yield from length_grouped_batches(self.lengths, self.batch_size, self.seed + self.epoch, self.group)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
+def collate(examples: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right padding; padded label positions are IGNORE, so pad == eos never hides the real eos."""
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+# -- loss -----------------------------------------------------------------------------------------------
+def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of token losses, number of target tokens) for a batch, for every kind of method.
+
+    Prompt tuning and P-tuning prepend virtual tokens *inside* the model, so their logits are longer than
+    the labels by num_virtual_tokens; the last L positions always align with the L input tokens.
+    """
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    labels = batch["labels"]
+    logits = out.logits[:, -labels.shape[1] :]
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+    return loss, (shift_labels != IGNORE).sum()
+
+
+@torch.no_grad()
+def mean_loss(model, loader, accelerator) -> float:
+    """Token-weighted mean loss over a loader, summed across processes."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+    for batch in loader:
+        with accelerator.autocast():
+            s, n = token_losses(model, batch)
+        total += torch.stack([s.double(), n.double()])
+    total = accelerator.reduce(total, reduction="sum")
+    model.train(was_training)
+    return (total[0] / total[1].clamp(min=1)).item()
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """A copy of the weights that train (the whole model for full fine-tuning, the adapter otherwise)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+# -- the loop ---------------------------------------------------------------------------------------------
+def train(
+    model,
+    train_data: list[Encoded],
+    valid_data: list[Encoded],
+    cfg: TrainConfig,
+    lr: float,
+    pad_id: int,
+    accelerator,
+    after_step: Callable[[Any, int], None] | None = None,
+) -> tuple[Any, TrainResult]:
+    """Train ``model`` in place; return the (unwrapped) model holding the best validation weights."""
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    if not train_data:
+        raise UserError("no training examples left: raise data.max_train_examples or data.max_length")
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen weights get no optimizer state
+    if not params:
+        raise UserError("this method has no trainable parameters")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+
+    sampler = EpochBatches([len(e.input_ids) for e in train_data], cfg.batch_size, cfg.seed, cfg.group_by_length)
+    loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=lambda b: collate(b, pad_id))
+    valid_sorted = sorted(valid_data, key=lambda e: len(e.input_ids))  # sorted: least padding, fixed order
+    vloader = DataLoader(valid_sorted, batch_size=cfg.batch_size * 2, collate_fn=lambda b: collate(b, pad_id))
+
+    per_epoch = max(len(loader) // (cfg.grad_accum * accelerator.num_processes), 1)
+    total_steps = cfg.max_steps if cfg.max_steps else math.ceil(per_epoch * cfg.epochs)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer, loader, vloader, scheduler = accelerator.prepare(model, optimizer, loader, vloader, scheduler)
+
+    result = TrainResult()
+    best = None
+    bad_evals = 0
+    step, micro, epoch = 0, 0, 0
+    tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
+    bar = tqdm(total=total_steps, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
+    start = time.perf_counter()
+    model.train()
+    done = total_steps == 0
+    while not done:
+        sampler.epoch = epoch
+        for batch in loader:
+            with accelerator.autocast():
+                loss_sum, n_tok = token_losses(model, batch)
+                loss = loss_sum / n_tok.clamp(min=1)
+            if not torch.isfinite(loss):
+                raise TrainingFailed(
+                    f"loss became {loss.item()} at step {step}: lower train.lr (now {lr:g}) or use "
+                    f"train.mixed_precision=no; the last good weights were kept"
+                )
+            accelerator.backward(loss / cfg.grad_accum)
+            tokens += batch["attention_mask"].sum()
+            micro += 1
+            if micro % cfg.grad_accum:
+                continue
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            if after_step is not None:
+                after_step(accelerator.unwrap_model(model), step)
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            result.history.append({"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]})
+            accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step=step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if valid_data and (step % cfg.eval_every == 0 or step == total_steps):
+                val = mean_loss(model, vloader, accelerator)
+                result.history.append({"step": step, "val_loss": val})
+                accelerator.log({"valid/loss": val}, step=step)
+                bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{val:.3f}")
+                if result.best_val_loss is None or val < result.best_val_loss:
+                    result.best_val_loss, result.best_step, bad_evals = val, step, 0
+                    best = trainable_state(accelerator.unwrap_model(model))
+                else:
+                    bad_evals += 1
+                    if cfg.patience and bad_evals >= cfg.patience:
+                        result.stopped_early = True
+                        done = True
+                        break
+            if step >= total_steps:
+                done = True
+                break
+        epoch += 1
+    bar.close()
+    result.steps = step
+    result.train_seconds = time.perf_counter() - start
+    result.train_tokens = int(accelerator.reduce(tokens, reduction="sum").item())
+    model = accelerator.unwrap_model(model)
+    if best is not None:
+        # early stopping keeps the best validation weights, not the last ones
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, t in best.items():
+                named[n].copy_(t)
+    model.eval()
+    return model, result
