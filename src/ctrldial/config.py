@@ -54,8 +54,8 @@ class DataConfig:
     """Optional text per label, e.g. {question: "Ask a question:"}; defaults to the label name."""
     template: Literal["plain", "chat"] = "plain"
     """`plain`: turns joined by the separator; `chat`: the tokenizer's chat template with the label stated as an instruction."""
-    max_length: int | None = 256
-    """Cap on tokens per training example (prompt + response), on top of the model's positions."""
+    max_length: int | None = 128
+    """Cap on tokens per training example (prompt + response), on top of the model's positions; the context is cut from the left."""
     seed: int = 0
     """Seed for the example samples (train budget, eval contexts)."""
 
@@ -220,6 +220,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ValueError(errors[0] if errors else f"expected {tp}")
     if origin is Literal:
         choices = get_args(tp)
+        if isinstance(value, bool) and ("yes" if value else "no") in choices:
+            value = "yes" if value else "no"  # YAML 1.1 reads a bare `no` as False
         if value not in choices:
             raise ValueError(f"expected one of {', '.join(map(str, choices))}, got {value!r}")
         return value
@@ -285,8 +287,10 @@ def _parse_set(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, (dict, list)) is False and not isinstance(value, (int, float, bool)) and value is not None:
-        value = raw
+    # keep YAML's reading only for structures and null; scalars stay strings and are coerced by type
+    # (YAML 1.1 would read `no` as False, which is a valid value of train.mixed_precision)
+    if not isinstance(value, (dict, list)) and value is not None:
+        value = raw.strip()
     return key, value
 
 

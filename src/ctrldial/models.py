@@ -7,6 +7,7 @@ cached as safetensors; `tiny-gpt2` is a 2-layer random GPT-2 with DialoGPT's rea
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import shutil
@@ -111,8 +112,12 @@ def resolve_model(name: str) -> str:
         if not (p / "config.json").is_file():
             raise UserError(f"model.name={name}: folder has no config.json; expected a Hugging Face model folder")
         return str(p)
+    aliases = [*HUB_ALIASES, "smollm2-135m", "tiny-gpt2"]
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise UserError(f"model.name={name}: no such folder; aliases are {', '.join([*HUB_ALIASES, 'smollm2-135m', 'tiny-gpt2'])}")
+        raise UserError(f"model.name={name}: no such folder; aliases are {', '.join(aliases)}")
+    close = difflib.get_close_matches(name, aliases, n=1, cutoff=0.75)
+    if "/" not in name and close:
+        raise UserError(f"model.name={name}: unknown model alias; did you mean {close[0]}? Aliases: {', '.join(aliases)}")
     return name
 
 

@@ -143,9 +143,20 @@ def run(cfg: Config, out: Path, overwrite: bool = False) -> dict[str, Any] | Non
         write_json(out / RECORD, record)
     try:
         result = _run(cfg, out, accelerator, record)
-    except (TrainingFailed, UserError, Exception) as e:
+    except KeyboardInterrupt:
+        # Ctrl-C: say so in the record; the same command (or the sweep) re-runs this folder from scratch
+        if accelerator.is_main_process:
+            record.update(status="interrupted", error="interrupted by the user (Ctrl-C); run the same command again to redo it")
+            write_json(out / RECORD, record)
+        raise
+    except Exception as e:
         if accelerator.is_main_process:
             record.update(status="failed", error=f"{type(e).__name__}: {e}", peak_memory_mb=peak_memory_mb())
+            if isinstance(e, TrainingFailed):
+                record["failed_step"] = e.step
+                if e.model is not None:
+                    e.model.save_pretrained(out / MODEL_DIR, safe_serialization=True)
+                    record["kept_weights"] = str(out / MODEL_DIR)
             write_json(out / RECORD, record)
         if isinstance(e, TrainingFailed):
             raise UserError(f"run failed: {e} (record: {out / RECORD})") from None
@@ -184,6 +195,7 @@ def _run(cfg: Config, out: Path, accelerator, record: dict[str, Any]) -> dict[st
     pad_id, eos_id = g.tokenizer.pad_token_id, g.tokenizer.eos_token_id
     base_sanity = generate_ids(g.model, sanity_prompts, cfg.generate, eos_id, pad_id) if g.method.trains and sanity_prompts else None
 
+    set_seed(cfg.train.seed)  # adapter init depends on the seed alone, not on what ran before (model downloads, caches)
     apply_method(g, total_steps)
     counts = param_counts(g.model)
     tr = None
@@ -261,6 +273,7 @@ def _run(cfg: Config, out: Path, accelerator, record: dict[str, Any]) -> dict[st
         train=None if tr is None else {
             "steps": tr.steps, "best_step": tr.best_step, "best_val_loss": tr.best_val_loss,
             "stopped_early": tr.stopped_early, "lr": cfg.train.lr or g.method.default_lr, "history": tr.history,
+            "rank_batch_digests": tr.rank_batch_digests, "rank_weight_checksums": tr.rank_weight_checksums,
         },
         data={
             "train_examples": len(train_enc), "train_dropped_too_long": dropped, "valid_examples": len(valid_enc),

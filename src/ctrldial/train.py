@@ -6,6 +6,7 @@ processes (`accelerate launch --multi_gpu …`, or `torchrun --nproc_per_node 2 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from accelerate.utils import gather_object
 from torch.utils.data import DataLoader
 
 from ctrldial.config import TrainConfig
@@ -22,7 +24,27 @@ from ctrldial.errors import UserError
 
 
 class TrainingFailed(Exception):
-    """A fault during training (non-finite loss, out of memory): the run is recorded as failed with a hint."""
+    """A fault during training (non-finite loss, out of memory): the run is recorded as failed with a hint.
+
+    ``model`` holds the last good weights (the best validation state, if any), so they can still be saved.
+    """
+
+    def __init__(self, message: str, model=None, step: int = 0):
+        super().__init__(message)
+        self.model, self.step = model, step
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+def _restore(model, state: dict[str, torch.Tensor] | None) -> None:
+    if state is None:
+        return
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, t in state.items():
+            named[n].copy_(t)
 
 
 @dataclass
@@ -36,6 +58,10 @@ class TrainResult:
     train_seconds: float = 0.0
     train_tokens: int = 0
     """Non-pad tokens seen (all processes)."""
+    rank_batch_digests: list[str] = field(default_factory=list)
+    """Per process, a digest of the batches it trained on: data parallelism must give each its own."""
+    rank_weight_checksums: list[float] = field(default_factory=list)
+    """Per process, a checksum of the trained weights: synchronised gradients keep them equal."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -152,7 +178,26 @@ def train(
     accelerator,
     after_step: Callable[[Any, int], None] | None = None,
 ) -> tuple[Any, TrainResult]:
-    """Train ``model`` in place; return the (unwrapped) model holding the best validation weights."""
+    """Train ``model`` in place; return the (unwrapped) model holding the best validation weights.
+
+    Faults become ``TrainingFailed`` carrying the last good weights: a non-finite loss (hint: learning rate,
+    precision) or running out of memory (hint: smaller batches with gradient accumulation).
+    """
+    try:
+        return _train(model, train_data, valid_data, cfg, lr, pad_id, accelerator, after_step)
+    except TrainingFailed:
+        raise
+    except Exception as e:
+        if not _is_oom(e):
+            raise
+        raise TrainingFailed(
+            f"out of memory ({str(e).splitlines()[0][:120]}): lower train.batch_size (now {cfg.batch_size}) and raise "
+            f"train.grad_accum to keep the effective batch, or lower data.max_length",
+            model=None,
+        ) from None
+
+
+def _train(model, train_data, valid_data, cfg: TrainConfig, lr: float, pad_id: int, accelerator, after_step) -> tuple[Any, TrainResult]:
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -178,6 +223,7 @@ def train(
     bad_evals = 0
     step, micro, epoch = 0, 0, 0
     tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
+    digest = hashlib.sha256()
     bar = tqdm(total=total_steps, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
     start = time.perf_counter()
     model.train()
@@ -189,12 +235,18 @@ def train(
                 loss_sum, n_tok = token_losses(model, batch)
                 loss = loss_sum / n_tok.clamp(min=1)
             if not torch.isfinite(loss):
+                bar.close()
+                unwrapped = accelerator.unwrap_model(model)
+                _restore(unwrapped, best)
                 raise TrainingFailed(
                     f"loss became {loss.item()} at step {step}: lower train.lr (now {lr:g}) or use "
-                    f"train.mixed_precision=no; the last good weights were kept"
+                    f"train.mixed_precision=no; the last good weights were kept",
+                    model=unwrapped if best is not None else None,
+                    step=step,
                 )
             accelerator.backward(loss / cfg.grad_accum)
             tokens += batch["attention_mask"].sum()
+            digest.update(batch["input_ids"][:, :8].cpu().numpy().tobytes())
             micro += 1
             if micro % cfg.grad_accum:
                 continue
@@ -232,12 +284,9 @@ def train(
     result.steps = step
     result.train_seconds = time.perf_counter() - start
     result.train_tokens = int(accelerator.reduce(tokens, reduction="sum").item())
+    result.rank_batch_digests = gather_object([digest.hexdigest()[:12]])
+    result.rank_weight_checksums = gather_object([float(sum(p.detach().double().sum() for p in params))])
     model = accelerator.unwrap_model(model)
-    if best is not None:
-        # early stopping keeps the best validation weights, not the last ones
-        named = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, t in best.items():
-                named[n].copy_(t)
+    _restore(model, best)  # early stopping keeps the best validation weights, not the last ones
     model.eval()
     return model, result

@@ -176,7 +176,10 @@ def build_generic(model, cfg: MethodConfig, ctx: dict):
         peft_config = cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise UserError(f"method.peft_kwargs: {cfg.peft_type} rejected them ({e})") from None
-    return _wrap(model, peft_config)
+    try:
+        return _wrap(model, peft_config)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"method.peft_type={cfg.peft_type}: PEFT cannot apply it to this model ({str(e).splitlines()[0]})") from None
 
 
 def _virtual(cfg: MethodConfig) -> int:

@@ -1,0 +1,115 @@
+"""Every method end to end on a tiny random GPT-2 with DialoGPT's real tokenizer."""
+
+import json
+
+import pytest
+import torch
+
+from ctrldial.config import build_config
+from ctrldial.methods import METHODS
+from ctrldial.run import apply_method, prepare, run
+from ctrldial.train import collate, token_losses
+
+CPU_METHODS = [m for m, e in METHODS.items() if not e.requires_cuda and m != "peft"]
+TRAINABLE = [m for m in CPU_METHODS if METHODS[m].trains]
+
+
+def tiny_cfg(dd_dir, method, *extra):
+    return build_config(None, [
+        "model.name=tiny-gpt2", f"data.path={dd_dir}", f"method.name={method}", "method.num_virtual_tokens=4",
+        "train.max_steps=12", "train.eval_every=6", "train.batch_size=4", "train.tracker=none", "train.mixed_precision=no",
+        "data.max_eval_examples=4", "generate.max_new_tokens=6", "eval.sanity_prompts=4", *extra,
+    ])
+
+
+@pytest.mark.parametrize("method", CPU_METHODS)
+def test_method_end_to_end(tmp_path, dd_dir, method):
+    lr = ["train.lr=0.05"] if method in ("full", "lora", "adalora") else ["train.lr=0.3"]
+    rec = run(tiny_cfg(dd_dir, method, *lr), tmp_path / method)
+    assert rec["status"] == "ok"
+    on_disk = json.loads((tmp_path / method / "record.json").read_text())
+    assert on_disk["metrics"] == rec["metrics"]
+    rows = [json.loads(l) for l in (tmp_path / method / "generations.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 * 4  # every context asked for every act
+    assert {r["requested"] for r in rows} == {"inform", "question", "directive", "commissive"}
+    if METHODS[method].trains:
+        # the trained weights change what the model generates (a silently ignored adapter fails here)
+        assert rec["sanity"]["changed"], rec["sanity"]
+        assert (tmp_path / method / "model").is_dir()
+        assert 0 < rec["cost"]["trainable_params"] <= rec["cost"]["total_params"]
+    else:
+        assert rec["cost"]["trainable_params"] == 0 and rec["train"] is None
+
+
+@pytest.mark.parametrize("method", TRAINABLE)
+def test_loss_falls_on_repeated_batch(dd_dir, method):
+    cfg = tiny_cfg(dd_dir, method)
+    g = prepare(cfg, torch.device("cpu"))
+    from ctrldial.data.corpus import load_corpus
+    from ctrldial.data.examples import build_examples
+    from ctrldial.run import encode
+
+    exs = build_examples(load_corpus(str(dd_dir)), "train", cfg.data)[:4]
+    enc, _ = encode(g.template, exs, "act")
+    apply_method(g, total_steps=30)
+    batch = collate(enc, g.tokenizer.pad_token_id)
+    params = [p for p in g.model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=max(METHODS[method].default_lr, 1e-2) * 3)  # tiny random model: large steps
+    losses = []
+    for step in range(15):
+        s, n = token_losses(g.model, batch)
+        loss = s / n
+        loss.backward()
+        opt.step()
+        if METHODS[method].after_step:
+            METHODS[method].after_step(g.model, step)
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.03 and losses[-1] == min(losses[-3:]), losses
+
+
+def test_prompt_tuning_logits_align_with_labels(dd_dir):
+    """Prompt tuning prepends virtual tokens inside the model: logits are longer than labels."""
+    cfg = tiny_cfg(dd_dir, "prompt", "method.num_virtual_tokens=5")
+    g = prepare(cfg, torch.device("cpu"))
+    apply_method(g, 10)
+    enc = g.template.train_ids(("hi",), "question", "how are you?")
+    batch = collate([enc], g.tokenizer.pad_token_id)
+    out = g.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    assert out.logits.shape[1] == batch["input_ids"].shape[1] + 5
+    s, n = token_losses(g.model, batch)
+    assert n.item() == sum(l != -100 for l in enc.labels) - 0  # every response token (and the eos) is scored
+    assert torch.isfinite(s)
+
+
+def test_virtual_tokens_reserved_in_positions(dd_dir):
+    """A prompt never pushes virtual tokens + prompt + new tokens past the model's positions (GPT-2: 1024)."""
+    cfg = tiny_cfg(dd_dir, "prefix", "method.num_virtual_tokens=30", "generate.max_new_tokens=40", "data.max_context_turns=50")
+    g = prepare(cfg, torch.device("cpu"))
+    long_ctx = tuple(" ".join(["word"] * 60) for _ in range(10))
+    ids = g.template.prompt_ids(long_ctx, "inform")
+    assert len(ids) + 30 + 40 <= g.model.config.n_positions
+
+
+def test_qlora_without_cuda_is_a_clear_error(tmp_path, dd_dir):
+    from ctrldial.errors import UserError
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(UserError, match="qlora needs a CUDA GPU"):
+        run(tiny_cfg(dd_dir, "qlora"), tmp_path / "q")
+
+
+def test_generic_peft_entry(tmp_path, dd_dir):
+    kw = "method.peft_kwargs={r: 4, target_modules: [c_attn], fan_in_fan_out: true}"
+    rec = run(tiny_cfg(dd_dir, "peft", "method.peft_type=VeraConfig", kw, "train.lr=0.05"), tmp_path / "vera")
+    assert rec["status"] == "ok" and rec["sanity"]["changed"]
+
+
+def test_generic_peft_entry_errors(tmp_path, dd_dir):
+    from ctrldial.errors import UserError
+
+    with pytest.raises(UserError, match="not a PEFT config class"):
+        run(tiny_cfg(dd_dir, "peft", "method.peft_type=Nope"), tmp_path / "a")
+    with pytest.raises(UserError, match="LoHaConfig: PEFT cannot apply it to this model"):
+        run(tiny_cfg(dd_dir, "peft", "method.peft_type=LoHaConfig", "method.peft_kwargs={target_modules: [c_attn]}"), tmp_path / "b")
