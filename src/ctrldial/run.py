@@ -244,7 +244,7 @@ def _run(cfg: Config, out: Path, accelerator, record: dict[str, Any]) -> dict[st
     warnings = []
     if scorer is not None:
         prev = [r["context"][-1] if r["context"] else "" for r in rows]
-        pred, conf = scorer.score([r["generation"] for r in rows], prev if scorer.uses_context else None)
+        pred, conf = scorer.score([r["generation"] for r in rows], prev if scorer.input == "previous" else None)
         for r, p, c in zip(rows, pred, conf):
             r["predicted"], r["confidence"] = p, c
         metrics = control_metrics(rows, g.labels)

@@ -239,10 +239,10 @@ def _train(model, train_data, valid_data, cfg: TrainConfig, lr: float, pad_id: i
                 unwrapped = accelerator.unwrap_model(model)
                 _restore(unwrapped, best)
                 raise TrainingFailed(
-                    f"loss became {loss.item()} at step {step}: lower train.lr (now {lr:g}) or use "
+                    f"loss became {loss.item()} at step {step + 1}: lower train.lr (now {lr:g}) or use "
                     f"train.mixed_precision=no; the last good weights were kept",
                     model=unwrapped if best is not None else None,
-                    step=step,
+                    step=step + 1,
                 )
             accelerator.backward(loss / cfg.grad_accum)
             tokens += batch["attention_mask"].sum()

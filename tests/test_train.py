@@ -1,0 +1,105 @@
+"""The training loop: batching, early stopping with the best weights restored, faults recorded."""
+
+import json
+
+import pytest
+import torch
+
+import ctrldial.train as T
+from ctrldial.config import build_config
+from ctrldial.data.template import IGNORE, Encoded
+from ctrldial.errors import UserError
+from ctrldial.run import run
+
+
+def test_length_grouped_batches_cover_everything_once():
+    lengths = [5, 50, 6, 49, 7, 48, 8, 47, 9, 46] * 3
+    batches = T.length_grouped_batches(lengths, 4, seed=0, group=True)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(len(lengths)))
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches if len(b) == 4]
+    assert sum(s >= 10 for s in spread) <= 1  # similar lengths share a batch (one batch straddles the two groups)
+    assert T.length_grouped_batches(lengths, 4, seed=0, group=True) == batches
+    assert T.length_grouped_batches(lengths, 4, seed=1, group=True) != batches
+
+
+def test_collate_masks_padding_not_eos():
+    eos = 50256
+    batch = T.collate([Encoded([1, 2, eos], [IGNORE, 2, eos]), Encoded([3, eos], [IGNORE, eos])], pad_id=eos)
+    assert batch["input_ids"].tolist() == [[1, 2, eos], [3, eos, eos]]
+    assert batch["labels"].tolist() == [[IGNORE, 2, eos], [IGNORE, eos, IGNORE]]  # the real eos keeps its loss
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def _cfg(dd_dir, *extra):
+    return build_config(None, [
+        "model.name=tiny-gpt2", f"data.path={dd_dir}", "method.name=lora", "train.tracker=none", "data.max_eval_examples=2",
+        "generate.max_new_tokens=4", "train.batch_size=4", "train.lr=0.05", *extra,
+    ])
+
+
+def test_early_stopping_restores_best_weights(tmp_path, dd_dir, monkeypatch):
+    seen = []
+
+    def rising_val_loss(model, loader, accelerator):
+        seen.append(T.trainable_state(accelerator.unwrap_model(model)))
+        return float(len(seen))  # gets worse at every validation after the first
+
+    monkeypatch.setattr(T, "mean_loss", rising_val_loss)
+    rec = run(_cfg(dd_dir, "train.max_steps=40", "train.eval_every=2", "train.patience=3"), tmp_path / "r")
+    tr = rec["train"]
+    assert tr["stopped_early"] and tr["best_step"] == 2 and tr["steps"] == 8  # 1 best + 3 worse evaluations
+    # the saved adapter holds the weights of the best validation (step 2), not the last ones
+    from peft import PeftModel
+
+    from ctrldial.config import load_config_dict
+    from ctrldial.run import prepare
+
+    g = prepare(load_config_dict(rec["config"]), torch.device("cpu"))
+    loaded = {n: p for n, p in PeftModel.from_pretrained(g.model, str(tmp_path / "r" / "model")).named_parameters() if "lora_" in n}
+    assert len(loaded) == len(seen[0]) > 0
+    for name, best in seen[0].items():
+        assert torch.equal(loaded[name], best), name
+    assert any(not torch.equal(seen[0][n], seen[-1][n]) for n in seen[0])  # and training did move on after it
+
+
+def test_nan_loss_fails_the_run_with_a_hint(tmp_path, dd_dir, monkeypatch, capsys):
+    real = T.token_losses
+    calls = {"n": 0}
+
+    def poisoned(model, batch):
+        s, n = real(model, batch)
+        calls["n"] += 1
+        return (s * float("nan"), n) if calls["n"] > 3 and model.training else (s, n)
+
+    monkeypatch.setattr(T, "token_losses", poisoned)
+    with pytest.raises(UserError, match=r"loss became nan at step 3: lower train.lr"):
+        run(_cfg(dd_dir, "train.max_steps=10", "train.eval_every=2"), tmp_path / "r")
+    rec = json.loads((tmp_path / "r" / "record.json").read_text())
+    assert rec["status"] == "failed" and rec["failed_step"] == 3 and "train.lr" in rec["error"]
+    assert (tmp_path / "r" / "model" / "adapter_config.json").is_file()  # the last good weights are kept
+
+
+def test_interrupted_run_is_marked_and_can_be_rerun(tmp_path, dd_dir, monkeypatch):
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ctrldial.run.train", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run(_cfg(dd_dir, "train.max_steps=2"), tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "record.json").read_text())["status"] == "interrupted"
+    monkeypatch.undo()
+    assert run(_cfg(dd_dir, "train.max_steps=2"), tmp_path / "r")["status"] == "ok"  # no --overwrite needed
+
+
+def test_generate_command(tmp_path, dd_dir, capsys):
+    from ctrldial.cli import main
+
+    run(_cfg(dd_dir, "train.max_steps=2"), tmp_path / "r")
+    capsys.readouterr()
+    main(["generate", str(tmp_path / "r"), "--label", "question", "--context", "Hello!", "--context", "Hi, how are you?"])
+    out = capsys.readouterr().out
+    assert out.endswith("\n") and len(out.splitlines()) == 1
+    with pytest.raises(SystemExit):
+        main(["generate", str(tmp_path / "r"), "--label", "shout", "--context", "Hi"])
+    assert "not one of inform, question, directive, commissive" in capsys.readouterr().err
