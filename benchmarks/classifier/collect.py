@@ -1,0 +1,90 @@
+"""Collect classifier benchmark runs into results/<name>.json and print the README's results table.
+
+    python benchmarks/classifier/collect.py act-utt=/work/clf-act-utt act-ctx=/work/clf-act-ctx
+
+Each run folder holds what `ctrldial classifier train` and `ctrldial classifier eval` wrote
+(ctrldial_classifier.json, eval.json); the commands are rebuilt from the saved train config, so a result
+file names exactly how to reproduce it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+from pathlib import Path
+
+from ctrldial.classifier import read_metadata
+from ctrldial.config import ClassifierConfig, DataConfig
+
+HERE = Path(__file__).resolve().parent
+
+
+def _sets(meta: dict) -> list[str]:
+    """`--set` arguments for every train-config value that differs from the defaults."""
+    defaults = {"classifier": dataclasses.asdict(ClassifierConfig()), "data": dataclasses.asdict(DataConfig())}
+    out = []
+    for section, values in meta["train_config"].items():
+        for key, value in values.items():
+            if value != defaults[section][key]:
+                out.append(f"--set {section}.{key}={'null' if value is None else value}")
+    return out
+
+
+def collect(name: str, folder: Path, machine: str) -> dict:
+    meta = read_metadata(folder)
+    ev = json.loads((folder / "eval.json").read_text())
+    data_path = meta["train_config"]["data"]["path"]
+    return {
+        "name": name,
+        "train_command": " ".join(["ctrldial classifier train --out", str(folder), *_sets(meta)]),
+        "eval_command": f"ctrldial classifier eval {folder} --set data.path={data_path}",
+        "machine": machine,
+        "base_model": meta["base_model"],
+        "input": meta["input"],
+        "train_utterances": meta["train_data"]["utterances"],
+        "steps": meta["steps"],
+        "train_wall_s": meta["wall_time_s"],
+        "eval_wall_s": ev["wall_time_s"],
+        "validation": {k: meta["validation_metrics"][k] for k in ("step", "accuracy", "macro_f1")},
+        "test_utterances": ev["n"],
+        "test_dedup": ev["data"]["dedup"],
+        "accuracy": ev["accuracy"],
+        "macro_f1": ev["macro_f1"],
+        "per_class": ev["per_class"],
+        "confusion": ev["confusion"],
+        "labels": ev["labels"],
+        "history": meta["history"],
+        "platform": platform.platform(),
+    }
+
+
+def table(results: list[dict]) -> str:
+    labels = results[0]["labels"]
+    head = ["run", "input", "train utts", "steps", "train wall", "machine", "test acc", "macro-F1", *[f"F1 {c}" for c in labels]]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [
+            r["name"], r["input"], f"{r['train_utterances']:,}", str(r["steps"]), f"{r['train_wall_s'] / 60:.1f} min",
+            r["machine"], f"{100 * r['accuracy']:.2f}%", f"{r['macro_f1']:.3f}", *[f"{r['per_class'][c]['f1']:.3f}" for c in labels],
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", metavar="NAME=DIR")
+    ap.add_argument("--machine", default="2-core CPU")
+    args = ap.parse_args()
+    results = []
+    for item in args.runs:
+        name, folder = item.split("=", 1)
+        results.append(collect(name, Path(folder), args.machine))
+        (HERE / "results" / f"{name}.json").write_text(json.dumps(results[-1], indent=2) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,457 @@
+"""`ctrldial report DIR`: comparison tables, plots, a sample gallery and one self-contained report.html.
+
+Built only from run records (``*/record.json``) and their ``generations.jsonl``: a result is a file, and
+the table is built from files. Runs that differ only in their seeds form one row (mean ± std).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ctrldial.errors import UserError
+from ctrldial.record import RECORD, write_atomic
+
+REPORT_DIR = "report"
+SEED_KEYS = ("train.seed", "data.seed")
+NOT_GROUPED = {*SEED_KEYS, "train.tracker"}
+"""Keys that never make two runs different rows: seeds are averaged over, the tracker changes no result."""
+GALLERY_CONTEXTS = 3
+
+
+@dataclass
+class Run:
+    folder: str
+    record: dict[str, Any]
+    flat: dict[str, Any]
+    path: Path
+
+    @property
+    def status(self) -> str:
+        return str(self.record.get("status", "unknown"))
+
+
+@dataclass
+class Row:
+    """One model × method (× other varying keys) over its seeds."""
+
+    model: str
+    method: str
+    variant: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return " ".join(x for x in (self.method, self.variant) if x)
+
+    def values(self, get: Callable[[dict[str, Any]], Any]) -> list[float]:
+        out = []
+        for r in self.runs:
+            try:
+                v = get(r.record)
+            except (KeyError, TypeError):
+                v = None
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.append(float(v))
+        return out
+
+
+# -- collecting ---------------------------------------------------------------------------------------
+def _flat(config: dict[str, Any]) -> dict[str, Any]:
+    return {f"{s}.{k}": v for s, sec in (config or {}).items() if isinstance(sec, dict) for k, v in sec.items()}
+
+
+def find_runs(root: Path) -> list[Run]:
+    runs = []
+    for p in sorted(root.rglob(RECORD)):
+        rel = p.parent.relative_to(root)
+        if rel.parts[:1] == (REPORT_DIR,) or any(part.startswith(".") for part in rel.parts):
+            continue
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            rec = {"status": "unreadable", "error": f"{p}: not valid JSON"}
+        runs.append(Run(str(rel) if str(rel) != "." else root.name, rec, _flat(rec.get("config", {})), p.parent))
+    return runs
+
+
+def _method_order() -> list[str]:
+    from ctrldial.methods import METHODS
+
+    return list(METHODS)
+
+
+def group_runs(ok: list[Run]) -> list[Row]:
+    """Rows keyed by model, method and every other key that varies across the finished runs (seeds aside).
+
+    A row's variant label names only its values that differ from the most common one, so the usual runs
+    read `lora` and a template variant reads `lora label_position=first`."""
+    from ctrldial.sweep import format_value, short_key
+
+    def value(r: Run, k: str) -> str:
+        return json.dumps(r.flat.get(k), sort_keys=True)
+
+    keys = sorted({k for r in ok for k in r.flat} - NOT_GROUPED - {"model.name", "method.name"})
+    varying = [k for k in keys if len({value(r, k) for r in ok}) > 1]
+    modal = {k: Counter(value(r, k) for r in ok).most_common(1)[0][0] for k in varying}
+    rows: dict[tuple, Row] = {}
+    for r in ok:
+        variant = ",".join(f"{short_key(k)}={format_value(r.flat.get(k))}" for k in varying if value(r, k) != modal[k])
+        key = (r.flat.get("model.name"), r.flat.get("method.name"), tuple(value(r, k) for k in varying))
+        rows.setdefault(key, Row(str(key[0]), str(key[1]), variant)).runs.append(r)
+    order = _method_order()
+    size: dict[str, float] = {}
+    for row in rows.values():
+        size[row.model] = max(size.get(row.model, 0.0), *row.values(_cost("total_params")), 0.0)
+    return sorted(rows.values(), key=lambda w: (size[w.model], w.model, order.index(w.method) if w.method in order else len(order), w.variant))
+
+
+def labels_of(runs: list[Run]) -> list[str]:
+    seen: list[str] = []
+    for r in runs:
+        for lab in list((r.record.get("data") or {}).get("labels") or []) + list((r.record.get("metrics") or {}).get("per_label_accuracy") or {}):
+            if lab not in seen:
+                seen.append(lab)
+    return seen
+
+
+# -- the table ----------------------------------------------------------------------------------------
+def _metric(name: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda rec: rec["metrics"][name]
+
+
+def _cost(name: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda rec: rec["cost"][name]
+
+
+def columns(labels: list[str]) -> list[tuple[str, str, Callable, str]]:
+    """(csv key, header, getter, number format)."""
+    cols = [("control_accuracy", "control acc.", _metric("control_accuracy"), ".3f")]
+    cols += [(f"acc_{lab}", lab, (lambda lab: lambda rec: rec["metrics"]["per_label_accuracy"][lab])(lab), ".3f") for lab in labels]
+    cols += [
+        ("control_accuracy_gold", "gold-label acc.", _metric("control_accuracy_gold"), ".3f"),
+        ("bleu", "BLEU", _metric("bleu"), ".2f"),
+        ("distinct_1", "dist-1", _metric("distinct_1"), ".3f"),
+        ("distinct_2", "dist-2", _metric("distinct_2"), ".3f"),
+        ("perplexity", "perplexity", _metric("perplexity"), ".1f"),
+        ("empty_rate", "empty", _metric("empty_rate"), ".3f"),
+        ("trainable_params", "trainable params (% of model)", _cost("trainable_params"), "params"),
+        ("trainable_percent", "% of model", _cost("trainable_percent"), ".3g"),
+        ("train_seconds", "train s", _cost("train_seconds"), ".0f"),
+        ("peak_memory_mb", "peak MB", _cost("peak_memory_mb"), ",.0f"),
+    ]
+    return cols
+
+
+def _num(v: float, fmt: str) -> str:
+    if fmt == "params":
+        for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+            if abs(v) >= div:
+                return f"{v / div:.3g}{unit}"
+        return f"{v:.0f}"
+    return format(v, fmt)
+
+
+def cell(vals: list[float], fmt: str) -> str:
+    if not vals:
+        return "n/a"
+    mean = statistics.fmean(vals)
+    return _num(mean, fmt) + (f" ± {_num(statistics.stdev(vals), fmt)}" if len(vals) > 1 and fmt != "params" else "")
+
+
+def flags(row: Row) -> str:
+    same = [r for r in row.runs if (r.record.get("sanity") or {}).get("changed") is False]
+    return f"⚠ same as base model ({len(same)}/{len(row.runs)} runs)" if same else ""
+
+
+def table(rows: list[Row], labels: list[str]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+    """Header and cells for Markdown/HTML, and machine-readable rows for CSV."""
+    cols = columns(labels)
+    shown = [c for c in cols if c[0] != "trainable_percent"]  # shown inside the parameter count's cell
+    header = ["model", "method", "seeds"] + [c[1] for c in shown] + ["flags"]
+    cells, csv_rows = [], []
+    for row in rows:
+        text = {c[0]: cell(row.values(c[2]), c[3]) for c in cols}
+        if text["trainable_params"] != "n/a":
+            text["trainable_params"] += f" ({text['trainable_percent'].split(' ')[0]}%)"
+        cells.append([row.model, row.label, str(len(row.runs))] + [text[c[0]] for c in shown] + [flags(row)])
+        rec: dict[str, Any] = {"model": row.model, "method": row.method, "variant": row.variant, "seeds": len(row.runs)}
+        for key, _, get, _ in cols:
+            vals = row.values(get)
+            rec[f"{key}_mean"] = statistics.fmean(vals) if vals else None
+            rec[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
+        rec["flags"] = flags(row)
+        rec["runs"] = " ".join(r.folder for r in row.runs)
+        csv_rows.append(rec)
+    return header, cells, csv_rows
+
+
+def markdown_table(header: list[str], cells: list[list[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in line] for line in [header, *cells]]
+    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(line) + " |" for line in esc[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def _error_line(run: Run) -> str:
+    return str(run.record.get("error") or "no error recorded").splitlines()[0][:400]
+
+
+# -- plots (matplotlib's Agg canvas; no pyplot, no global state) ---------------------------------------
+def _panels(rows: list[Row], path: Path, has_data: Callable[[Row], bool], draw: Callable[[Any, list[Row]], None]) -> bool:
+    """One panel per model that has data, drawn by ``draw(ax, rows of that model)``; False if none has."""
+    from matplotlib.figure import Figure
+
+    models: dict[str, list[Row]] = {}
+    for row in rows:
+        models.setdefault(row.model, []).append(row)
+    models = {m: rs for m, rs in models.items() if any(has_data(r) for r in rs)}
+    if not models:
+        return False
+    ncols = min(len(models), 3)
+    fig = Figure(figsize=(5.2 * ncols, 3.6 * -(-len(models) // ncols)), dpi=100, layout="constrained")
+    axes = fig.subplots(-(-len(models) // ncols), ncols, squeeze=False).ravel()
+    for ax in axes[len(models) :]:
+        ax.set_visible(False)
+    for ax, (model, rs) in zip(axes, models.items()):
+        ax.set_title(model, fontsize=10)
+        ax.grid(alpha=0.3)
+        draw(ax, rs)
+    fig.savefig(path)
+    return True
+
+
+def _color(rows: list[Row], row: Row) -> str:
+    """One colour per method (label) in every plot."""
+    return f"C{list(dict.fromkeys(r.label for r in rows)).index(row.label) % 10}"
+
+
+def _label_acc(lab: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda rec: rec["metrics"]["per_label_accuracy"][lab]
+
+
+def plot_control_vs_params(rows: list[Row], path: Path) -> bool:
+    def draw(ax, rs: list[Row]) -> None:
+        for row in rs:
+            acc, params = row.values(_metric("control_accuracy")), row.values(_cost("trainable_params"))
+            if not acc:
+                continue
+            y, err = statistics.fmean(acc), statistics.stdev(acc) if len(acc) > 1 else 0.0
+            if not params or statistics.fmean(params) <= 0:  # nothing trained: a floor, drawn as a line
+                ax.axhline(y, ls="--", color="grey", lw=1)
+                ax.annotate(row.label, (0.01, y), xycoords=("axes fraction", "data"), fontsize=8, color="grey", va="bottom")
+                continue
+            x = statistics.fmean(params)
+            ax.errorbar([x], [y], yerr=[err], fmt="o", capsize=3, color=_color(rows, row))
+            ax.annotate(row.label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.set(xscale="log", xlabel="trainable parameters (log)", ylabel="control accuracy", ylim=(0, 1))
+
+    return _panels(rows, path, lambda r: bool(r.values(_metric("control_accuracy"))), draw)
+
+
+def plot_per_label(rows: list[Row], labels: list[str], path: Path) -> bool:
+    def draw(ax, rs: list[Row]) -> None:
+        width = 0.8 / len(rs)
+        for i, row in enumerate(rs):
+            means = [statistics.fmean(v) if (v := row.values(_label_acc(lab))) else 0.0 for lab in labels]
+            ax.bar([j + (i - (len(rs) - 1) / 2) * width for j in range(len(labels))], means, width, label=row.label, color=_color(rows, row))
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set(ylim=(0, 1), ylabel="control accuracy")
+        ax.legend(fontsize=7, ncols=2)
+
+    return _panels(rows, path, lambda r: any(r.values(_label_acc(lab)) for lab in labels), draw)
+
+
+def _history(row: Row) -> list[dict[str, Any]]:
+    return (representative(row).record.get("train") or {}).get("history") or []
+
+
+def plot_losses(rows: list[Row], path: Path) -> bool:
+    def draw(ax, rs: list[Row]) -> None:
+        for row in rs:
+            train = [(h["step"], h["loss"]) for h in _history(row) if h.get("loss") is not None]
+            valid = [(h["step"], h["val_loss"]) for h in _history(row) if h.get("val_loss") is not None]
+            w = max(1, len(train) // 25)  # a moving average: per-step losses are noisy
+            smooth = [statistics.fmean(v for _, v in train[max(0, i - w + 1) : i + 1]) for i in range(len(train))]
+            ax.plot([s for s, _ in train], smooth, lw=1.2, color=_color(rows, row), label=f"{row.label} train")
+            if valid:
+                ax.plot(*zip(*valid), "o--", color=_color(rows, row), ms=4, lw=1, label=f"{row.label} val")
+        ax.set(xlabel="optimizer step", ylabel="loss (train: smoothed, val: dashed)")
+        ax.legend(fontsize=7, ncols=2)
+
+    return _panels(rows, path, lambda r: bool(_history(r)), draw)
+
+
+# -- the sample gallery -------------------------------------------------------------------------------
+def representative(row: Row) -> Run:
+    """The run with the lowest seed: the same choice for every row."""
+    return min(row.runs, key=lambda r: tuple(r.flat.get(k) or 0 for k in SEED_KEYS) + (r.folder,))
+
+
+def read_generations(run: Run) -> list[dict[str, Any]]:
+    p = run.path / "generations.jsonl"
+    if not p.is_file():
+        return []
+    try:
+        return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except json.JSONDecodeError:
+        return []
+
+
+def gallery(rows: list[Row], n: int = GALLERY_CONTEXTS) -> list[dict[str, Any]]:
+    """For the first ``n`` test contexts every row generated for: each row's response for every label."""
+    per_row = []
+    for row in rows:
+        by_ctx: dict[tuple, dict[str, dict]] = {}
+        for g in read_generations(representative(row)):
+            by_ctx.setdefault((g.get("dialogue_id"), g.get("turn")), {})[g.get("requested")] = g
+        per_row.append(by_ctx)
+    if not per_row or not per_row[0]:
+        return []
+    common = [k for k in per_row[0] if all(k in d for d in per_row)][:n]
+    out = []
+    for key in common:
+        first = next(iter(per_row[0][key].values()))
+        out.append({"dialogue_id": key[0], "turn": key[1], "context": first.get("context", []), "reference": first.get("reference"),
+                    "reference_label": first.get("reference_label"),
+                    "rows": [(row.model, row.label, d[key]) for row, d in zip(rows, per_row)]})
+    return out
+
+
+# -- HTML ---------------------------------------------------------------------------------------------
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1px solid #ccc;padding:4px 7px;vertical-align:top}
+.wide{overflow-x:auto}table.g{table-layout:fixed;width:100%}table.g td{overflow-wrap:anywhere}
+th{background:#f2f2f2;text-align:left}td.n{text-align:right;white-space:nowrap}img{max-width:100%;border:1px solid #eee}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}.ctx{color:#555;font-size:13px}.ok{color:#1a7f37}.bad{color:#b42318}
+.muted{color:#777;font-size:13px}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"""
+
+READING = [
+    ("control acc.", "share of responses the classifier judges to be of the requested act, averaged over the requested acts "
+                     "(every test context is asked for every act); chance is 1 / number of acts"),
+    ("per-act columns", "the same, for each requested act"),
+    ("gold-label acc.", "control accuracy on the responses requested with the reference's own act (the first experiments' measure)"),
+    ("BLEU, dist-1/2", "on the responses requested with the reference's own act: overlap with the reference, and distinct n-grams (variety)"),
+    ("perplexity", "of the reference responses under the tuned model"),
+    ("empty", "share of empty responses"),
+    ("trainable params, % of model", "what the method trains; train s and peak MB are its cost on this machine"),
+    ("± and seeds", "mean ± standard deviation over the seeds of that row; n/a: not measured (e.g. no classifier)"),
+    ("⚠ same as base model", "on the fixed sanity prompts the tuned model generated exactly what the base model did: the method had no effect"),
+]
+
+
+def _html_table(header: list[str], cells: list[list[str]], numeric_from: int = 0) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td{' class=n' if numeric_from and i >= numeric_from else ''}>{html.escape(c)}</td>"
+                                    for i, c in enumerate(line)) + "</tr>" for line in cells)
+    return f"<div class=wide><table><tr>{head}</tr>{body}</table></div>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _gallery_html(items: list[dict[str, Any]], labels: list[str]) -> str:
+    parts = []
+    for it in items:
+        ctx = "".join(f"<li>{html.escape(u)}</li>" for u in it["context"]) or "<li><em>(no context)</em></li>"
+        parts.append(f"<h3>{html.escape(str(it['dialogue_id']))}, turn {it['turn']}</h3><ol class=ctx>{ctx}</ol>"
+                     f"<p class=ctx>reference ({html.escape(str(it['reference_label']))}): {html.escape(str(it['reference']))}</p>")
+        head = "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
+        body = ""
+        for model, label, gens in it["rows"]:
+            tds = ""
+            for lab in labels:
+                g = gens.get(lab) or {}
+                pred = g.get("predicted")
+                mark = "" if pred is None else (f" <span class=ok>✓</span>" if pred == lab else f" <span class=bad>✗ {html.escape(pred)}</span>")
+                tds += f"<td>{html.escape(g.get('generation', '')) or '<em>(empty)</em>'}{mark}</td>"
+            body += f"<tr><th>{html.escape(model)}<br>{html.escape(label)}</th>{tds}</tr>"
+        parts.append(f"<table class=g><tr><th>run</th>{head}</tr>{body}</table>")
+    return "".join(parts)
+
+
+# -- the report ---------------------------------------------------------------------------------------
+def report(dir: Path) -> Path:
+    """Write DIR/report/{results.md, results.csv, *.png, report.html}; return the path of report.html."""
+    root = Path(dir)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder; pass a sweep folder (ctrldial sweep … --out DIR) or a folder of run folders")
+    runs = find_runs(root)
+    if not runs:
+        raise UserError(f"{root}: no run records (*/{RECORD}) found; run `ctrldial sweep FILE --out {root}` first")
+    out = root / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    ok = [r for r in runs if r.status == "ok"]
+    failed = [r for r in runs if r.status not in ("ok", "running")]
+    running = [r for r in runs if r.status == "running"]
+    rows = group_runs(ok)
+    labels = labels_of(ok)
+    header, cells, csv_rows = table(rows, labels)
+
+    notes = []
+    if not ok:
+        notes.append(f"No run finished: {len(failed)} failed, {len(running)} incomplete. Their errors are listed below.")
+    elif all(r.record.get("metrics", {}).get("control_accuracy") is None for r in ok):
+        notes.append("No classifier scored these runs, so control accuracy is not measured (n/a). Set classifier.path "
+                     "(or let `ctrldial sweep` train one) to measure it.")
+    if running:
+        notes.append(f"{len(running)} run(s) have not finished (interrupted or still running): rerun the sweep to complete them.")
+
+    md = [f"# ctrldial results — {root.name}\n\n", f"{len(runs)} runs: {len(ok)} ok, {len(failed)} failed, {len(running)} incomplete.\n"]
+    md += [f"> {n}\n" for n in notes]
+    if rows:
+        md += ["\n## Comparison (mean ± std over seeds)\n\n", markdown_table(header, cells)]
+    problem_header = ["run", "model", "method", "status", "error"]
+    problem_cells = [[r.folder, str(r.flat.get("model.name")), str(r.flat.get("method.name")), r.status, _error_line(r)] for r in failed]
+    problem_cells += [[r.folder, str(r.flat.get("model.name")), str(r.flat.get("method.name")), r.status, "interrupted or still running"]
+                      for r in running]
+    if problem_cells:
+        md += ["\n## Failed and incomplete runs\n\n", markdown_table(problem_header, problem_cells)]
+    write_atomic(out / "results.md", "".join(md))
+
+    buf = io.StringIO()
+    fields = list(csv_rows[0]) if csv_rows else ["model", "method", "variant", "seeds"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_rows)
+    write_atomic(out / "results.csv", buf.getvalue())
+
+    plots = [("control_vs_params.png", "Control accuracy vs trainable parameters", lambda p: plot_control_vs_params(rows, p)),
+             ("per_act_accuracy.png", "Control accuracy per requested act", lambda p: plot_per_label(rows, labels, p)),
+             ("loss_curves.png", "Training and validation loss", lambda p: plot_losses(rows, p))]
+    figures = []
+    for name, title, draw in plots:
+        (out / name).unlink(missing_ok=True)
+        if rows and draw(out / name):
+            figures.append((title, out / name))
+
+    h = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>ctrldial report — {html.escape(root.name)}</title>"
+         f"<style>{CSS}</style></head><body><h1>ctrldial report — {html.escape(root.name)}</h1>",
+         f"<p class=muted>{len(runs)} runs: {len(ok)} ok, {len(failed)} failed, {len(running)} incomplete. "
+         f"Built from the run records under {html.escape(str(root))}.</p>"]
+    h += [f"<p class=note>{html.escape(n)}</p>" for n in notes]
+    if rows:
+        h += ["<h2>Comparison</h2><p class=muted>mean ± std over seeds; one row per model × method</p>", _html_table(header, cells, 3)]
+    for title, path in figures:
+        h += [f"<h2>{html.escape(title)}</h2>", _img(path, title)]
+    items = gallery(rows)
+    if items:
+        h += ["<h2>Samples</h2><p class=muted>The same test contexts for every run (lowest seed); ✓/✗: the classifier's verdict.</p>",
+              _gallery_html(items, labels)]
+    if problem_cells:
+        h += ["<h2>Failed and incomplete runs</h2>", _html_table(problem_header, problem_cells)]
+    h += ["<h2>How to read this report</h2><dl>"] + [f"<dt><b>{html.escape(k)}</b></dt><dd>{html.escape(v)}</dd>" for k, v in READING]
+    h += ["</dl></body></html>\n"]
+    page = out / "report.html"
+    write_atomic(page, "".join(h))
+    return page
+

@@ -1,0 +1,56 @@
+"""Smoke test of `ctrldial bench` on tiny models: it runs, writes bench.json, reports positive ratios.
+
+No timing thresholds here: speed is measured by the benchmark itself (benchmarks/speed/).
+"""
+
+import json
+
+import pytest
+
+from ctrldial.bench import bench, bench_config
+from ctrldial.errors import UserError
+from ctrldial.models import resolve_encoder
+
+
+@pytest.fixture
+def tiny_encoder(tmp_path):
+    """A 2-layer, 32-wide random BERT with MiniLM's tokenizer: a classifier base that trains in a second."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tok = AutoTokenizer.from_pretrained(resolve_encoder("minilm-l6"))
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    folder = tmp_path / "tiny-bert"
+    BertModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_bench_smoke(tmp_path, dd_dir, tiny_encoder):
+    out = tmp_path / "bench"
+    result = bench(quick=True, out=out, overrides=[
+        "model.name=tiny-gpt2", f"data.path={dd_dir}", "train.max_steps=3", "train.batch_size=2",
+        "data.max_eval_examples=2", "generate.max_new_tokens=4", f"classifier.model={tiny_encoder}",
+        "classifier.max_steps=2", "bench.score_texts=16", "bench.methods=lora", "bench.threads=1",
+    ])
+    on_disk = json.loads((out / "bench.json").read_text())
+    for key in ("train_speedup", "generate_speedup", "score_speedup"):
+        assert isinstance(on_disk[key], float) and on_disk[key] > 0, key
+    assert 0 <= on_disk["generate_identical_share"] <= 1
+    assert on_disk["train"]["ctrldial"]["tokens_per_s"] > 0 and on_disk["train"]["hf_trainer"]["tokens_per_s"] > 0
+    assert on_disk["generate"]["prompts"] == 2 * 4 and on_disk["generate"]["greedy_loop"]
+    assert on_disk["score"]["texts"] == 16 and on_disk["score"]["trained_here"]
+    lora = on_disk["memory"]["lora"]
+    assert 0 < lora["trainable_params"] < lora["total_params"] and lora["peak_rss_mb"] >= lora["rss_after_load_mb"] > 0
+    assert {"environment", "packages", "config", "wall_seconds"} <= set(on_disk)
+    assert result["train_speedup"] == on_disk["train_speedup"]
+
+
+def test_bench_options_are_checked():
+    cfg, opts = bench_config(True, ["bench.methods=lora,ia3", "bench.repeats=2", "train.batch_size=4"])
+    assert opts["methods"] == ["lora", "ia3"] and opts["repeats"] == 2 and cfg.train.batch_size == 4
+    with pytest.raises(UserError, match="bench.repeat"):
+        bench_config(True, ["bench.repeat=2"])
+    with pytest.raises(UserError, match="expected int"):
+        bench_config(True, ["bench.repeats=two"])
+    with pytest.raises(UserError, match="unknown key"):
+        bench_config(True, ["train.no_such_key=1"])

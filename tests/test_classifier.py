@@ -1,0 +1,226 @@
+"""The judge: a tiny random BERT fine-tuned on the fixture dialogues, saved, reloaded, evaluated and scored."""
+
+import json
+import random
+import re
+
+import pytest
+
+from ctrldial.classifier import METADATA_FILE, Scorer, classification_metrics, evaluate_classifier, read_metadata, train_classifier
+from ctrldial.classifier.data import fingerprint, length_grouped_batches, pad_batch, utterance_examples
+from ctrldial.cli import main
+from ctrldial.config import build_config
+from ctrldial.data.corpus import ACTS, Corpus, load_corpus
+from ctrldial.data.normalize import normalize_text
+from ctrldial.errors import UserError
+
+
+@pytest.fixture
+def tiny_bert(tmp_path, dd_dir):
+    """A random 2-layer, 32-wide BERT whose WordPiece vocab is every word of the fixture corpus."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    words = set()
+    for f in dd_dir.glob("*/dialogues_*.txt"):
+        if "_act_" not in f.name and "_emotion_" not in f.name:
+            words |= set(re.findall(r"\w+|[^\w\s]", normalize_text(f.read_text(encoding="utf-8")).lower()))
+    folder = tmp_path / "tiny-bert"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]) + "\n")
+    # from_pretrained(folder): BertTokenizerFast(vocab_file=...) silently builds a 5-token vocab in transformers 5
+    tokenizer = BertTokenizer.from_pretrained(str(folder))
+    assert tokenizer.unk_token_id not in tokenizer("Did you hear the forecast?")["input_ids"]
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_cfg(dd_dir, model, *extra):
+    return build_config(None, [
+        f"data.path={dd_dir}", f"classifier.model={model}", "classifier.lr=1e-2", "classifier.batch_size=8",
+        "classifier.max_steps=40", "classifier.eval_every=10", "classifier.max_length=48", "classifier.warmup_ratio=0.1",
+        *extra,
+    ])
+
+
+@pytest.fixture
+def trained(tmp_path, dd_dir, tiny_bert):
+    cfg = tiny_cfg(dd_dir, tiny_bert)
+    out = tmp_path / "clf"
+    return cfg, out, train_classifier(cfg, out)
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+def test_metrics_hand_computed():
+    gold = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    pred = [0, 0, 1, 2, 1, 1, 0, 2, 2, 1]
+    m = classification_metrics(gold, pred, ["a", "b", "c", "d"])
+    assert m["confusion"] == [[2, 1, 1, 0], [1, 2, 0, 0], [0, 1, 2, 0], [0, 0, 0, 0]]
+    assert m["accuracy"] == pytest.approx(0.6)
+    # a: P 2/3, R 2/4; b: P 2/4, R 2/3; c: P 2/3, R 2/3; d never occurs and stays out of the macro average
+    expected = {"a": (2 / 3, 1 / 2, 4 / 7, 4), "b": (1 / 2, 2 / 3, 4 / 7, 3), "c": (2 / 3, 2 / 3, 2 / 3, 3), "d": (0, 0, 0, 0)}
+    for name, (p, r, f1, support) in expected.items():
+        c = m["per_class"][name]
+        assert (c["precision"], c["recall"], c["f1"], c["support"]) == pytest.approx((p, r, f1, support))
+    assert m["macro_f1"] == pytest.approx((4 / 7 + 4 / 7 + 2 / 3) / 3)
+
+
+def test_metrics_never_predicted_class_counts_as_zero():
+    m = classification_metrics([0, 1], [0, 0], ["a", "b"])
+    assert m["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+
+
+# -- data -------------------------------------------------------------------------------------------
+def test_every_utterance_is_an_example(dd_dir):
+    corpus = load_corpus(str(dd_dir))
+    examples = utterance_examples(corpus, "train", "act", normalize=True)
+    assert len(examples) == sum(len(d.utterances) for d in corpus.splits["train"])
+    first = corpus.splits["train"][0]
+    assert examples[0].previous == "" and examples[1].previous == normalize_text(first.utterances[0])
+    assert [ex.label for ex in examples[: len(first.acts)]] == first.acts
+
+
+def test_length_grouped_batches_cover_each_example_once():
+    lengths = [random.Random(1).randint(1, 50) for _ in range(103)]
+    batches = length_grouped_batches(lengths, 8, random.Random(0), group_batches=4)
+    assert sorted(i for b in batches for i in b) == list(range(103))
+    batch = pad_batch([{"input_ids": [5, 6, 7]}, {"input_ids": [5]}], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
+    assert batch["attention_mask"].sum(1).tolist() == [3, 1]
+
+
+# -- train, save, reload ----------------------------------------------------------------------------
+def test_training_lowers_loss_and_saves_a_model_folder(trained):
+    _, out, result = trained
+    losses = [h["train_loss"] for h in result["history"]]
+    assert len(losses) == 4 and losses[-1] < losses[0] * 0.8
+    for name in ("config.json", "model.safetensors", "tokenizer.json", METADATA_FILE):
+        assert (out / name).is_file(), name
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "staging files left behind"
+
+
+def test_reloaded_classifier_predicts_as_right_after_training(trained, dd_dir):
+    _, out, result = trained
+    scorer = Scorer.load(out, attribute="act")
+    valid = utterance_examples(load_corpus(str(dd_dir)), "validation", "act", normalize=False)
+    pred = scorer.predict_proba([ex.text for ex in valid]).argmax(-1).tolist()
+    again = classification_metrics([ex.label for ex in valid], pred, scorer.labels)
+    # the validation confusion was computed in memory from the kept best state; the saved one must agree exactly
+    assert again["confusion"] == result["validation_metrics"]["confusion"]
+
+
+def test_metadata_round_trips(trained, dd_dir):
+    cfg, out, result = trained
+    meta = read_metadata(out)
+    assert meta == json.loads(json.dumps({k: v for k, v in result.items() if k != "out"}))
+    assert (meta["attribute"], meta["labels"], meta["input"], meta["max_length"]) == ("act", list(ACTS), "none", 48)
+    assert meta["base_model"] == cfg.classifier.model and meta["train_config"]["classifier"]["lr"] == 1e-2
+    train = utterance_examples(load_corpus(str(dd_dir)), "train", "act", normalize=True)
+    assert meta["train_data"]["fingerprint"] == fingerprint(train, list(ACTS))
+    assert meta["validation_metrics"]["step"] in [h["step"] for h in meta["history"]]
+    assert meta["wall_time_s"] > 0
+
+
+def test_score_keeps_input_order(trained):
+    scorer = Scorer.load(trained[1])
+    texts = ["Did you hear the forecast?", "I will.", "Take a warm coat if you go out, it is really cold today.", "Thanks."]
+    labels, conf = scorer.score(texts, batch_size=3)
+    one_by_one = [scorer.score([t])[0][0] for t in texts]
+    assert labels == one_by_one and all(label in ACTS for label in labels)
+    assert all(0 < c <= 1 for c in conf)
+    assert scorer.score([]) == ([], [])
+
+
+def test_refuses_to_overwrite_a_classifier(trained):
+    cfg, out, _ = trained
+    with pytest.raises(UserError, match="already holds a classifier.*--overwrite"):
+        train_classifier(cfg, out)
+
+
+# -- evaluation -------------------------------------------------------------------------------------
+def test_eval_writes_metrics_and_heat_map(trained, tmp_path):
+    cfg, out, _ = trained
+    res = evaluate_classifier(out, cfg, out=tmp_path / "ev")
+    on_disk = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert on_disk["accuracy"] == res["accuracy"]
+    assert (tmp_path / "ev" / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    confusion = res["confusion"]
+    assert sum(map(sum, confusion)) == res["n"] == sum(c["support"] for c in res["per_class"].values())
+    assert res["accuracy"] == pytest.approx(sum(confusion[i][i] for i in range(len(ACTS))) / res["n"])
+
+
+def test_cli_train_and_eval_end_to_end(tmp_path, dd_dir, tiny_bert, capsys):
+    sets = [x for kv in [f"data.path={dd_dir}", f"classifier.model={tiny_bert}", "classifier.max_steps=4",
+                         "classifier.batch_size=8", "classifier.context=previous"] for x in ("--set", kv)]
+    main(["classifier", "train", "--out", str(tmp_path / "clf"), *sets])
+    capsys.readouterr()
+    main(["classifier", "eval", str(tmp_path / "clf"), *sets])
+    printed = capsys.readouterr().out
+    assert "commissive" in printed and (tmp_path / "clf" / "eval.json").is_file()
+    assert set(json.loads(printed[printed.rindex("{"):])) == {"accuracy", "macro_f1"}
+
+
+# -- context=previous and bad input -----------------------------------------------------------------
+def test_context_classifier_needs_contexts(tmp_path, dd_dir, tiny_bert):
+    out = tmp_path / "ctx"
+    train_classifier(tiny_cfg(dd_dir, tiny_bert, "classifier.context=previous", "classifier.max_steps=4"), out)
+    scorer = Scorer.load(out)
+    assert scorer.input == "previous"
+    with pytest.raises(UserError, match="context=previous"):
+        scorer.score(["I will."])
+    labels, conf = scorer.score(["I will.", "Hello."], contexts=["Take a coat.", ""])
+    assert len(labels) == len(conf) == 2
+
+
+def test_label_mismatch_names_folder_and_attributes(trained):
+    out = trained[1]
+    with pytest.raises(UserError, match=rf"{re.escape(str(out))}.*'act'.*'emotion'"):
+        Scorer.load(out, attribute="emotion")
+    meta = json.loads((out / METADATA_FILE).read_text())
+    meta["labels"] = list(reversed(meta["labels"]))
+    (out / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="labels .* do not match"):
+        Scorer.load(out, attribute="act")
+
+
+def test_a_plain_model_folder_is_not_a_classifier(tiny_bert, trained):
+    with pytest.raises(UserError, match="not a ctrldial classifier: .*has no ctrldial_classifier.json"):
+        Scorer.load(tiny_bert)
+    (tiny_bert / METADATA_FILE).write_text((trained[1] / METADATA_FILE).read_text())
+    with pytest.raises(UserError, match="not a ctrldial classifier: .*not a sequence classifier"):
+        Scorer.load(tiny_bert)
+
+
+def test_one_attribute_per_classifier(tmp_path, dd_dir, tiny_bert):
+    with pytest.raises(UserError, match="one attribute.*data.attribute=act"):
+        train_classifier(tiny_cfg(dd_dir, tiny_bert, "data.attribute=act+emotion"), tmp_path / "x")
+
+
+def test_cli_reports_bad_attribute_in_one_line(tmp_path, dd_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["classifier", "train", "--out", str(tmp_path / "x"), "--set", f"data.path={dd_dir}", "--set", "data.attribute=act+emotion"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ctrldial: error: data.attribute=act+emotion") and "\n" not in err
+
+
+def test_empty_training_set_is_a_user_error(tmp_path, dd_dir, tiny_bert, monkeypatch):
+    real = load_corpus(str(dd_dir))
+    empty = Corpus({**real.splits, "train": []}, real.source)
+    monkeypatch.setattr("ctrldial.classifier.train.load_corpus", lambda *a, **k: empty)
+    with pytest.raises(UserError, match="train split has no utterances"):
+        train_classifier(tiny_cfg(dd_dir, tiny_bert), tmp_path / "x")
+
+
+def test_emotion_classifier_with_class_weights(tmp_path, dd_dir, tiny_bert):
+    cfg = tiny_cfg(dd_dir, tiny_bert, "data.attribute=emotion", "classifier.class_weights=true", "classifier.max_steps=4")
+    meta = train_classifier(cfg, tmp_path / "emo")
+    assert meta["labels"][0] == "no_emotion" and len(meta["class_weights"]) == 7
+    assert Scorer.load(tmp_path / "emo", attribute="emotion").labels == meta["labels"]
