@@ -135,10 +135,11 @@ def test_launched_points_rebuild_the_same_config(tmp_path, dd_dir):
                           "t.yaml")
     for p in expand(spec):
         cmd = launch_command("accelerate launch --multi_gpu", p, tmp_path)
-        assert cmd[:4] == ["accelerate", "launch", "--multi_gpu", "-m"]
-        Path(cmd[-2]).parent.mkdir(exist_ok=True)
-        Path(cmd[-2]).write_text(yaml.safe_dump(p.cfg.to_dict(), sort_keys=False, allow_unicode=True))
-        assert build_config([cmd[-2]]).fingerprint() == p.cfg.fingerprint()
+        assert cmd[:6] == ["accelerate", "launch", "--multi_gpu", "-m", "ctrldial", "run"]
+        file = Path(cmd[cmd.index("--config") + 1])
+        file.parent.mkdir(exist_ok=True)
+        file.write_text(yaml.safe_dump(p.cfg.to_dict(), sort_keys=False, allow_unicode=True))  # as _run_point writes it
+        assert build_config([file]).fingerprint() == p.cfg.fingerprint()
 
 
 def test_refuses_to_run_under_a_multi_process_launch(tmp_path, dd_dir, monkeypatch):
@@ -260,3 +261,13 @@ def test_sigkill_mid_sweep_then_resume(tmp_path, dd_dir):
     sweep(f, out)  # the lock died with the killed process; point 1 is skipped, point 2 reruns from scratch
     assert first.read_bytes() == done
     assert json.loads(second.read_text())["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_launcher_runs_each_point_in_its_own_process(tmp_path, dd_dir):
+    f = write_sweep(tmp_path / "s.yaml", {"base": fast_base(dd_dir), "grid": {"method.name": ["lora", "prompt"]},
+                                          "classifier": {"train": False}, "launcher": sys.executable})
+    sweep(f, tmp_path / "out")
+    assert all(json.loads((tmp_path / "out" / n / "record.json").read_text())["status"] == "ok" for n in ("method=lora", "method=prompt"))
+    summary = run_sweep(load_sweep(f), tmp_path / "out")  # the launched runs' configs hash the same: nothing reruns
+    assert summary.skipped == ["method=lora", "method=prompt"] and not summary.ran

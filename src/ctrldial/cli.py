@@ -63,7 +63,7 @@ def cmd_generate(args) -> None:
 def cmd_sweep(args) -> None:
     from ctrldial.sweep import sweep
 
-    sweep(Path(args.sweep), Path(args.out), dry_run=args.dry_run, only=args.only, overrides=args.overrides)
+    sweep(Path(args.sweep), Path(args.out), dry_run=args.dry_run, only=args.only, overrides=args.overrides, launcher=args.launcher)
 
 
 def cmd_report(args) -> None:
@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--dry-run", action="store_true", help="list points and what would be skipped")
     p.add_argument("--only", help="run only points whose name matches this glob or substring")
+    p.add_argument("--launcher", metavar="CMD", help='run each point as `CMD -m ctrldial run …`, e.g. "accelerate launch --multi_gpu" '
+                   "(default: the sweep file's launcher:; \"\" = in this process)")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_sweep)
 

@@ -10,6 +10,8 @@ prompt and P-tuning insert virtual tokens inside peft's own ``generate``) go thr
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -127,86 +129,165 @@ def _penalize(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch
     return torch.where(hit, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
 
 
-def _prefill(model, prompts: list[list[int]], pad_id: int, cache, extra: dict):
-    """Run the prompts into ``cache``; returns (row order, last logits, attention mask, next positions).
+@dataclass
+class _Rows:
+    """Sequences decoded together: prompt indices, KV cache, attention mask, next positions, last logits."""
+
+    rows: list[int]
+    cache: Any
+    mask: torch.Tensor
+    next_pos: torch.Tensor
+    logits: torch.Tensor
+    seen: torch.Tensor | None  # tokens each row has seen, for the repetition penalty
+
+    def keep(self, idx: list[int]) -> None:
+        keep = torch.tensor(idx, device=self.mask.device)
+        self.cache.batch_select_indices(keep)
+        self.rows = [self.rows[j] for j in idx]
+        self.mask, self.next_pos, self.logits = self.mask[keep], self.next_pos[keep], self.logits[keep]
+        self.seen = None if self.seen is None else self.seen[keep]
+
+    def mergeable(self) -> bool:
+        from transformers.cache_utils import DynamicLayer
+
+        return all(type(layer) is DynamicLayer for layer in getattr(self.cache, "layers", [None]))
+
+    def merge(self, other: _Rows) -> None:
+        """Append ``other``'s rows; the shorter cache is left-padded with masked zeros to the longer one."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+
+        def left(t: torch.Tensor, dim: int) -> torch.Tensor:
+            pad = width - t.shape[dim]
+            if pad == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = pad
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([left(mine.keys, -2), left(theirs.keys, -2)])
+            mine.values = torch.cat([left(mine.values, -2), left(theirs.values, -2)])
+        self.mask = torch.cat([left(self.mask, 1), left(other.mask, 1)])
+        self.next_pos = torch.cat([self.next_pos, other.next_pos])
+        self.logits = torch.cat([self.logits, other.logits])
+        self.seen = None if self.seen is None else torch.cat([self.seen, other.seen])
+        self.rows += other.rows
+
+
+def _prefill(model, prompts: list[list[int]], take: list[int], pad_id: int, penalty: bool) -> _Rows:
+    """Run prompts ``take`` into a fresh cache.
 
     Groups that share an opening (``shared_prefix_groups``) compute it once: their shared parts are
     prefilled as a batch, the cache rows are copied to every member, and each member's own tail follows,
     left-padded *after* the shared part (the mask hides that padding; positions skip it). Used only when
     it costs fewer padded positions than one plain left-padded batch.
     """
-    device = next(model.parameters()).device
-    groups = shared_prefix_groups(prompts)
-    rows = [i for _, members in groups for i in members]
-    width = max(len(p) for p in prompts)
-    head_width = max(shared for shared, _ in groups)
-    tail_width = max(len(prompts[i]) - shared for shared, members in groups for i in members)
-    if len(groups) == len(prompts) or len(groups) * head_width + len(prompts) * tail_width >= len(prompts) * width:
-        ids, mask = left_pad([prompts[i] for i in rows], pad_id, device)
-        pos = position_ids(mask)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True, **extra).logits
-        return rows, logits, mask, pos[:, -1:] + 1
-    heads, head_mask = left_pad([prompts[members[0]][:shared] for shared, members in groups], pad_id, device)
-    model(input_ids=heads, attention_mask=head_mask, position_ids=position_ids(head_mask), past_key_values=cache, use_cache=True, **extra)
-    copy = torch.tensor([g for g, (_, members) in enumerate(groups) for _ in members], device=device)
-    cache.batch_select_indices(copy)
-    head_mask = head_mask[copy]
-    tails, tail_mask = left_pad([prompts[i][shared:] for shared, members in groups for i in members], pad_id, device)
-    pos = head_mask.sum(-1, keepdim=True) + position_ids(tail_mask)
-    mask = torch.cat([head_mask, tail_mask], dim=-1)
-    logits = model(input_ids=tails, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True, **extra).logits
-    return rows, logits, mask, pos[:, -1:] + 1
-
-
-@torch.inference_mode()
-def greedy_batch(
-    model, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int, repetition_penalty: float = 1.0
-) -> list[list[int]]:
-    """Greedy new tokens per prompt (cut before the first eos) for one batch: Hugging Face greedy's tokens.
-
-    A KV-cached loop that drops finished rows: after each step, rows that produced eos leave the batch,
-    the cache (``DynamicCache.batch_select_indices``), the mask and the positions, so later steps compute
-    only the responses still running.
-    """
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
-    out: list[list[int]] = [[] for _ in prompts]
     cache = DynamicCache(config=model.config)
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
-    rows, logits, mask, next_pos = _prefill(model, prompts, pad_id, cache, extra)
+    kw = dict(past_key_values=cache, use_cache=True)
+    if "logits_to_keep" in _forward_parameters(model):
+        kw["logits_to_keep"] = 1
+    sub = [prompts[i] for i in take]
+    groups = shared_prefix_groups(sub)
+    order = [j for _, members in groups for j in members]
+    width = max(len(p) for p in sub)
+    head_width = max(shared for shared, _ in groups)
+    tail_width = max(len(sub[j]) - shared for shared, members in groups for j in members)
+    if len(groups) == len(sub) or len(groups) * head_width + len(sub) * tail_width >= len(sub) * width:
+        ids, mask = left_pad([sub[j] for j in order], pad_id, device)
+        pos = position_ids(mask)
+    else:
+        heads, head_mask = left_pad([sub[members[0]][:shared] for shared, members in groups], pad_id, device)
+        model(input_ids=heads, attention_mask=head_mask, position_ids=position_ids(head_mask), **kw)
+        copy = torch.tensor([g for g, (_, members) in enumerate(groups) for _ in members], device=device)
+        cache.batch_select_indices(copy)
+        head_mask = head_mask[copy]
+        ids, tail_mask = left_pad([sub[j][shared:] for shared, members in groups for j in members], pad_id, device)
+        pos = head_mask.sum(-1, keepdim=True) + position_ids(tail_mask)
+        mask = torch.cat([head_mask, tail_mask], dim=-1)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **kw).logits[:, -1:]
     seen = None
-    if repetition_penalty != 1.0:
-        vocab = max(logits.shape[-1], pad_id + 1)
-        seen = torch.zeros((len(rows), vocab), dtype=torch.bool, device=device)
-        for r, i in enumerate(rows):
-            seen[r, prompts[i]] = True
-    for step in range(max_new_tokens):
-        scores = logits[:, -1].float()
-        if seen is not None:
-            scores = _penalize(scores, seen, repetition_penalty)
+    if penalty:
+        seen = torch.zeros((len(order), max(logits.shape[-1], pad_id + 1)), dtype=torch.bool, device=device)
+        for r, j in enumerate(order):
+            seen[r, sub[j]] = True
+    return _Rows([take[j] for j in order], cache, mask, pos[:, -1:] + 1, logits, seen)
+
+
+@torch.inference_mode()
+def greedy_decode(
+    model,
+    prompts: list[list[int]],
+    chunks: list[list[int]],
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+    batch_size: int,
+    repetition_penalty: float = 1.0,
+    progress=None,
+) -> list[list[int]]:
+    """Greedy new tokens per prompt (cut before the first eos): Hugging Face greedy's tokens, faster.
+
+    A KV-cached loop over at most ``batch_size`` rows. A row that emits eos (or reaches max_new_tokens)
+    leaves the batch and its cache at once (``DynamicCache.batch_select_indices``), so later steps compute
+    only the responses still running; once half the rows have left, the next ``chunks`` of prompts
+    (index lists, kept together) are prefilled and join the running batch, so the per-step cost, mostly
+    reading the weights on a CPU, is shared by a full batch instead of a straggler or two.
+    """
+    device = next(model.parameters()).device
+    out: list[list[int]] = [[] for _ in prompts]
+    queue = list(chunks)
+    live: _Rows | None = None
+    penalty = repetition_penalty != 1.0
+    while queue or live is not None:
+        if queue and (live is None or (len(live.rows) <= batch_size // 2 and live.mergeable())):
+            room = batch_size - (len(live.rows) if live else 0)
+            take: list[int] = []
+            while queue and len(take) + len(queue[0]) <= room:
+                take += queue.pop(0)
+            if take:
+                new = _prefill(model, prompts, take, pad_id, penalty)
+                if live is None:
+                    live = new
+                else:
+                    live.merge(new)
+        assert live is not None, "a chunk larger than batch_size"
+        scores = live.logits[:, -1].float()
+        if live.seen is not None:
+            scores = _penalize(scores, live.seen, repetition_penalty)
         tokens = scores.argmax(-1)
         running = []
-        for j, (row, t) in enumerate(zip(rows, tokens.tolist())):
+        for j, (row, t) in enumerate(zip(live.rows, tokens.tolist())):
             if t != eos_id:
                 out[row].append(t)
-                running.append(j)
-        if not running or step == max_new_tokens - 1:
-            break
-        if len(running) < len(rows):
-            keep = torch.tensor(running, device=device)
-            cache.batch_select_indices(keep)
-            tokens, mask, next_pos = tokens[keep], mask[keep], next_pos[keep]
-            seen = None if seen is None else seen[keep]
-            rows = [rows[j] for j in running]
-        if seen is not None:
-            seen.scatter_(1, tokens[:, None], True)
-        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=-1)
-        logits = model(
-            input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True
+                if len(out[row]) < max_new_tokens:
+                    running.append(j)
+        if progress is not None:
+            progress.update(len(live.rows) - len(running))
+        if not running:
+            live = None
+            continue
+        if len(running) < len(live.rows):
+            live.keep(running)
+            tokens = tokens[torch.tensor(running, device=device)]
+        if live.seen is not None:
+            live.seen.scatter_(1, tokens[:, None], True)
+        live.mask = torch.cat([live.mask, live.mask.new_ones((len(live.rows), 1))], dim=-1)
+        live.logits = model(
+            input_ids=tokens[:, None], attention_mask=live.mask, position_ids=live.next_pos,
+            past_key_values=live.cache, use_cache=True,
         ).logits
-        next_pos = next_pos + 1
+        live.next_pos = live.next_pos + 1
     return out
+
+
+def greedy_batch(
+    model, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int, repetition_penalty: float = 1.0
+) -> list[list[int]]:
+    """``greedy_decode`` of ``prompts`` as one batch."""
+    return greedy_decode(model, prompts, [list(range(len(prompts)))], max_new_tokens, eos_id, pad_id, len(prompts), repetition_penalty)
 
 
 @torch.inference_mode()
@@ -225,17 +306,10 @@ def length_sorted_batches(prompts: list[list[int]], batch_size: int) -> list[lis
     return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
-def grouped_batches(prompts: list[list[int]], batch_size: int) -> list[list[int]]:
-    """Like ``length_sorted_batches``, but prompts sharing an opening stay in one batch (computed once there)."""
+def prefix_chunks(prompts: list[list[int]], batch_size: int) -> list[list[int]]:
+    """Prompt groups sharing an opening (split at ``batch_size``), longest prompts first."""
     groups = sorted(shared_prefix_groups(prompts), key=lambda g: -max(len(prompts[i]) for i in g[1]))
-    batches: list[list[int]] = [[]]
-    for _, members in groups:
-        for s in range(0, len(members), batch_size):
-            part = members[s : s + batch_size]
-            if len(batches[-1]) + len(part) > batch_size:
-                batches.append([])
-            batches[-1].extend(part)
-    return [b for b in batches if b]
+    return [members[s : s + batch_size] for _, members in groups for s in range(0, len(members), batch_size)]
 
 
 def generate_ids(model, prompts: list[list[int]], cfg: GenerateConfig, eos_id: int, pad_id: int, progress: bool = False) -> list[list[int]]:
@@ -243,21 +317,23 @@ def generate_ids(model, prompts: list[list[int]], cfg: GenerateConfig, eos_id: i
 
     Prompts are processed longest first in batches of similar length, so padding is minimal and the
     first batch shows at once whether memory suffices. Greedy decoding of plain models uses
-    ``greedy_batch`` (same tokens as Hugging Face greedy, faster); everything else ``model.generate``.
+    ``greedy_decode`` (Hugging Face greedy's tokens, faster); everything else ``model.generate``.
     """
     from tqdm.auto import tqdm
 
-    greedy = uses_greedy_loop(model, cfg)
-    out: list[list[int]] = [[] for _ in prompts]
-    batches = grouped_batches(prompts, cfg.batch_size) if greedy else length_sorted_batches(prompts, cfg.batch_size)
-    for batch in tqdm(batches, desc="generate", disable=not progress, dynamic_ncols=True):
-        chunk = [prompts[i] for i in batch]
-        if greedy:
-            new = greedy_batch(model, chunk, cfg.max_new_tokens, eos_id, pad_id, cfg.repetition_penalty)
-        else:
-            new = hf_generate_batch(model, chunk, cfg, eos_id, pad_id)
-        for i, seq in zip(batch, new):
-            out[i] = seq
+    if not prompts:
+        return []
+    bar = tqdm(total=len(prompts), desc="generate", disable=not progress, dynamic_ncols=True)
+    if uses_greedy_loop(model, cfg):
+        chunks = prefix_chunks(prompts, cfg.batch_size)
+        out = greedy_decode(model, prompts, chunks, cfg.max_new_tokens, eos_id, pad_id, cfg.batch_size, cfg.repetition_penalty, bar)
+    else:
+        out = [[] for _ in prompts]
+        for batch in length_sorted_batches(prompts, cfg.batch_size):
+            for i, seq in zip(batch, hf_generate_batch(model, [prompts[i] for i in batch], cfg, eos_id, pad_id)):
+                out[i] = seq
+            bar.update(len(batch))
+    bar.close()
     return out
 
 

@@ -341,7 +341,7 @@ READING = [
     ("BLEU, dist-1/2", "on the responses requested with the reference's own act: overlap with the reference, and distinct n-grams (variety)"),
     ("perplexity", "of the reference responses under the tuned model"),
     ("empty", "share of empty responses"),
-    ("trainable params, % of model", "what the method trains; train s and peak MB are its cost on this machine"),
+    ("trainable params (% of model)", "what the method trains; train s and peak MB are its cost on the machine that ran it"),
     ("± and seeds", "mean ± standard deviation over the seeds of that row; n/a: not measured (e.g. no classifier)"),
     ("⚠ same as base model", "on the fixed sanity prompts the tuned model generated exactly what the base model did: the method had no effect"),
 ]

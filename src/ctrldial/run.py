@@ -246,7 +246,8 @@ def _run(cfg: Config, out: Path, accelerator, record: dict[str, Any]) -> dict[st
         prev = [r["context"][-1] if r["context"] else "" for r in rows]
         pred, conf = scorer.score([r["generation"] for r in rows], prev if scorer.input == "previous" else None)
         for r, p, c in zip(rows, pred, conf):
-            r["predicted"], r["confidence"] = p, c
+            # an empty reply has no act: it never counts as following the request
+            r["predicted"], r["confidence"] = (p, c) if r["generation"].strip() else (None, None)
         metrics = control_metrics(rows, g.labels)
     else:
         warnings.append("no classifier: set classifier.path to a trained classifier to measure control accuracy")

@@ -349,10 +349,18 @@ class Summary:
     """Points another sweep in the same folder was running."""
 
 
+class LaunchFailed(Exception):
+    """A launched point exited without an ok record."""
+
+
+def point_config_file(out: Path, point: Point) -> Path:
+    return out / ".points" / f"{point.name}.yaml"
+
+
 def launch_command(launcher: str, point: Point, out: Path) -> list[str]:
-    """`LAUNCHER -m ctrldial run …` for one point; its resolved config is written to DIR/.points/NAME.yaml."""
-    cfg_file = out / ".points" / f"{point.name}.yaml"
-    return [*shlex.split(launcher), "-m", "ctrldial", "run", "--out", str(out / point.name), "--config", str(cfg_file), "--overwrite"]
+    """`LAUNCHER -m ctrldial run …` for one point, reading its resolved config from DIR/.points/NAME.yaml."""
+    return [*shlex.split(launcher), "-m", "ctrldial", "run", "--out", str(out / point.name),
+            "--config", str(point_config_file(out, point)), "--overwrite"]
 
 
 def _run_point(point: Point, out: Path, launcher: str | None, held: Any) -> str | None:
@@ -365,17 +373,17 @@ def _run_point(point: Point, out: Path, launcher: str | None, held: Any) -> str 
             run(point.cfg, folder, overwrite=True)
             return None
         cmd = launch_command(launcher, point, out)
-        write_atomic(Path(cmd[-2]), yaml.safe_dump(point.cfg.to_dict(), sort_keys=False, allow_unicode=True))
-        # the launched processes inherit the folder lock: one orphaned by a killed sweep still holds it
+        write_atomic(point_config_file(out, point), yaml.safe_dump(point.cfg.to_dict(), sort_keys=False, allow_unicode=True))
+        # the launched processes inherit the point's lock: one orphaned by a killed sweep still holds it
         rc = subprocess.run(cmd, pass_fds=(held.fileno(),) if held else ()).returncode
         rec = read_record(folder) or {}
         if rc != 0 or rec.get("status") != "ok":
-            raise RuntimeError(rec.get("error") or f"`{shlex.join(cmd)}` exited with status {rc}")
+            raise LaunchFailed(rec.get("error") or f"`{shlex.join(cmd)}` exited with status {rc}")
         return None
     except Exception as e:  # noqa: BLE001 — one failed point must not stop the sweep
-        if not isinstance(e, (UserError, RuntimeError)):
-            traceback.print_exc()
-        error = str(e) if isinstance(e, RuntimeError) and launcher else f"{type(e).__name__}: {e}"
+        if not isinstance(e, (UserError, LaunchFailed)):
+            traceback.print_exc()  # not a user mistake: show where it happened
+        error = str(e) if isinstance(e, LaunchFailed) else f"{type(e).__name__}: {e}"
         rec = read_record(folder)
         if rec is None or rec.get("status") != "failed":
             # failed before the run wrote its record (or its process was killed): record it, so the report lists it
