@@ -60,6 +60,14 @@ def cmd_generate(args) -> None:
     print(generate_from_run(Path(args.run_dir), args.label, args.context, overrides=args.overrides))
 
 
+def cmd_rescore(args) -> None:
+    from ctrldial.run import rescore
+
+    for d in args.run_dirs:
+        m = rescore(Path(d), Path(args.classifier))["metrics"]
+        print(f"{d}: control_accuracy={m['control_accuracy']:.3f} gold={m['control_accuracy_gold']:.3f}")
+
+
 def cmd_sweep(args) -> None:
     from ctrldial.sweep import sweep
 
@@ -129,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", action="append", default=[], help="a context turn, oldest first (repeatable)")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("rescore", help="judge finished runs' generations again with another classifier")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--classifier", required=True, help="a trained classifier folder")
+    p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("sweep", help="run a grid of configs, skipping finished points")
     p.add_argument("sweep", help="sweep YAML file")

@@ -309,6 +309,21 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def read_yaml_mapping(path: Path, what: str = "expected a mapping at the top level") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; errors name the file (and line) and what was expected."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; pass an existing YAML file")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(tree, dict):
+        raise UserError(f"{path}: {what}")
+    return tree
+
+
 def build_config(
     files: list[str | Path] | None = None,
     overrides: list[str] | None = None,
@@ -324,14 +339,7 @@ def build_config(
         p = Path(f)
         if not p.is_file():
             raise UserError(f"config file {p} not found: pass an existing YAML file to --config")
-        try:
-            tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise UserError(f"{p}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(tree, dict):
-            raise UserError(f"{p}: expected a mapping of sections (data:, model:, ...) at the top level")
+        tree = read_yaml_mapping(p, "expected a mapping of sections (data:, model:, ...) at the top level")
         for k, v in _flatten(tree).items():
             flat[k], origin[k] = v, str(p)
     for item in overrides or []:

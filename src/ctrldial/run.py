@@ -243,12 +243,7 @@ def _run(cfg: Config, out: Path, accelerator, record: dict[str, Any]) -> dict[st
             })
     warnings = []
     if scorer is not None:
-        prev = [r["context"][-1] if r["context"] else "" for r in rows]
-        pred, conf = scorer.score([r["generation"] for r in rows], prev if scorer.input == "previous" else None)
-        for r, p, c in zip(rows, pred, conf):
-            # an empty reply has no act: it never counts as following the request
-            r["predicted"], r["confidence"] = (p, c) if r["generation"].strip() else (None, None)
-        metrics = control_metrics(rows, g.labels)
+        metrics = score_rows(scorer, rows, g.labels)
     else:
         warnings.append("no classifier: set classifier.path to a trained classifier to measure control accuracy")
         metrics = {"control_accuracy": None, "control_accuracy_gold": None, "control_accuracy_other": None, "per_label_accuracy": {}}
@@ -283,9 +278,40 @@ def _run(cfg: Config, out: Path, accelerator, record: dict[str, Any]) -> dict[st
         },
         sanity=sanity,
         warnings=warnings,
+        judge=cfg.classifier.path,
     )
     write_json(out / RECORD, record)
     print(f"record: {out / RECORD}  control_accuracy={_fmt(metrics['control_accuracy'])}  empty_rate={metrics['empty_rate']:.3f}")
+    return record
+
+
+def score_rows(scorer, rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+    """Judge every generation (in place: `predicted`, `confidence`) and compute the control metrics."""
+    prev = [r["context"][-1] if r["context"] else "" for r in rows]
+    pred, conf = scorer.score([r["generation"] for r in rows], prev if scorer.input == "previous" else None)
+    for r, p, c in zip(rows, pred, conf):
+        # an empty reply has no act: it never counts as following the request
+        r["predicted"], r["confidence"] = (p, c) if r["generation"].strip() else (None, None)
+    return control_metrics(rows, labels)
+
+
+def rescore(run_dir: Path, classifier: Path) -> dict[str, Any]:
+    """Score a finished run's generations again with another classifier; the record says which judged it."""
+    import json
+
+    from ctrldial.classifier import Scorer
+
+    record = read_record(run_dir)
+    gens = run_dir / "generations.jsonl"
+    if not record or record.get("status") != "ok" or not gens.is_file():
+        raise UserError(f"{run_dir}: no finished run with generations.jsonl here")
+    scorer = Scorer.load(classifier, record["config"]["data"]["attribute"])
+    rows = [json.loads(line) for line in gens.read_text(encoding="utf-8").splitlines()]
+    record["metrics"].update(score_rows(scorer, rows, record["data"]["labels"]))
+    record["judge"] = str(classifier)
+    record.setdefault("rescored", []).append({"classifier": str(classifier), "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    write_jsonl(gens, rows)
+    write_json(run_dir / RECORD, record)
     return record
 
 

@@ -36,7 +36,7 @@ from typing import Any, Iterator
 import yaml
 
 from ctrldial.classifier.scorer import METADATA_FILE
-from ctrldial.config import Config, _flatten, _parse_set, config_from_flat, valid_keys
+from ctrldial.config import Config, _flatten, _parse_set, config_from_flat, read_yaml_mapping, valid_keys
 from ctrldial.errors import UserError
 from ctrldial.record import RECORD, base_record, read_record, write_atomic, write_json
 
@@ -77,17 +77,7 @@ class Point:
 
 # -- loading ------------------------------------------------------------------------------------------
 def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{path}: no such file; pass an existing YAML file")
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(tree, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
-    return tree
+    return read_yaml_mapping(path)
 
 
 def spec_from_dict(tree: dict[str, Any], source: str) -> SweepSpec:
