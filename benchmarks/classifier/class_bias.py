@@ -20,7 +20,7 @@ from ctrldial.classifier.data import utterance_examples
 from ctrldial.data.corpus import load_corpus
 
 HERE = Path(__file__).resolve().parent
-GRID = torch.linspace(-2.0, 3.0, 51)
+GRID = [v / 10 for v in range(-20, 31)]  # bias values tried per class
 
 
 def split_log_probs(scorer: Scorer, corpus, split: str) -> tuple[torch.Tensor, list[int]]:
@@ -41,7 +41,7 @@ def fit_bias(log_probs: torch.Tensor, gold: list[int], labels: list[str], rounds
             for v in GRID:
                 b = bias.clone()
                 b[c] = v
-                trials.append((macro_f1(b), -abs(float(v)), float(v)))
+                trials.append((macro_f1(b), -abs(v), v))  # ties: the smaller shift
             bias[c] = max(trials)[2]
     return bias
 
@@ -61,7 +61,7 @@ def main() -> None:
     after = classification_metrics(test_gold, (test_lp + bias).argmax(-1).tolist(), scorer.labels)
     result = {
         "classifier": str(args.dir),
-        "bias": dict(zip(scorer.labels, bias.tolist())),
+        "bias": {c: round(v, 3) for c, v in zip(scorer.labels, bias.tolist())},  # float32 → the grid's decimals
         "validation_utterances": len(val_gold),
         "test": {
             name: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "f1": {c: m["per_class"][c]["f1"] for c in scorer.labels}}

@@ -157,7 +157,8 @@ class ClassifierConfig:
     """Input: the utterance alone, or (previous utterance, utterance) as a sentence pair."""
     epochs: float = 1.0
     max_steps: int | None = None
-    lr: float = 5e-5
+    lr: float = 1e-4
+    """1e-4 gave the same accuracy as 5e-5 on a 3k budget but a better macro-F1 (benchmarks/classifier)."""
     batch_size: int = 32
     max_length: int = 96
     eval_every: int = 200

@@ -24,6 +24,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, then rename: readers never see half a file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes owner-only files; classifier folders are shared with other users
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

@@ -124,6 +124,8 @@ def _save(model, tokenizer, meta: dict[str, Any], out: Path) -> None:
         tokenizer.save_pretrained(staging)
         (out / METADATA_FILE).unlink(missing_ok=True)  # an overwritten folder is no classifier until complete
         for f in staging.iterdir():
+            if f.is_file():
+                f.chmod(0o644)  # some files come out owner-only (written via temporary files); the folder is shared
             os.replace(f, out / f.name)
         write_json(out / METADATA_FILE, meta)
     finally:

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The act-classifier benchmark: the 3,000-utterance smoke check, both full-train MiniLM classifiers
+# (utterance only; previous utterance + utterance), test evaluation, the class-bias analysis and the
+# results table. About 2 h on a shared 2-core CPU; see README.md.
+#   DATA=/path/to/dailydialog OUT=/work bash benchmarks/classifier/run.sh
+set -euo pipefail
+DATA=${DATA:-/work/shared/data/dailydialog}
+OUT=${OUT:-/work}
+# one thread per run: on a shared 2-core machine a 2-thread step stalls whenever another job takes a core
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+cd "$(dirname "$0")/../.."
+
+ctrldial classifier train --out /tmp/clf3k --set data.path="$DATA" --set classifier.model=minilm-l6 \
+  --set data.max_train_examples=3000 --set classifier.epochs=1
+ctrldial classifier eval /tmp/clf3k --set data.path="$DATA"
+
+full=(--set data.path="$DATA" --set classifier.model=minilm-l6 --set classifier.lr=1e-4 --set classifier.epochs=1
+      --set classifier.eval_every=500)
+ctrldial classifier train --out "$OUT/clf-act-utt" "${full[@]}" --set classifier.max_length=64 & utt=$!
+ctrldial classifier train --out "$OUT/clf-act-ctx" "${full[@]}" --set classifier.context=previous --set classifier.max_length=96 & ctx=$!
+wait $utt
+wait $ctx
+
+for v in utt ctx; do
+  ctrldial classifier eval "$OUT/clf-act-$v" --set data.path="$DATA"
+  python benchmarks/classifier/class_bias.py "$OUT/clf-act-$v" --name "act-$v" --data "$DATA"
+done
+python benchmarks/classifier/collect.py act-utt-3k=/tmp/clf3k act-utt="$OUT/clf-act-utt" act-ctx="$OUT/clf-act-ctx"
