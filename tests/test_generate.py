@@ -9,6 +9,7 @@ import torch
 
 from ctrldial.config import GenerateConfig, MethodConfig, ModelConfig
 from ctrldial.generate import (
+    _Rows,
     generate_ids,
     greedy_batch,
     hf_generate_batch,
@@ -87,9 +88,14 @@ def test_greedy_loop_equals_hf_generate(model, prompts, eos_and_reference):
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 5, 16])
-def test_batched_equals_unbatched(model, prompts, eos_and_reference, batch_size):
+def test_batched_equals_unbatched(model, prompts, eos_and_reference, batch_size, monkeypatch):
     eos, ref = eos_and_reference
+    merges = []
+    merge = _Rows.merge
+    monkeypatch.setattr(_Rows, "merge", lambda self, other: merges.append(len(other.rows)) or merge(self, other))
     assert generate_ids(model, prompts, GenerateConfig(max_new_tokens=MAX_NEW, batch_size=batch_size), eos, PAD) == ref
+    if batch_size in (2, 5):  # new prompts joined rows already running (caches of different lengths merged)
+        assert merges
 
 
 def test_repetition_penalty_matches_hf(model, prompts, eos_and_reference):

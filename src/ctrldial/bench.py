@@ -387,12 +387,15 @@ def _bench(cfg: Config, opts: dict[str, Any], quick: bool, out: Path, overrides:
         "packages": package_versions(), "git": git_state(),
     }
     corpus, train_ex, eval_ex = load_data(cfg)
+    seconds: dict[str, float] = {}
+    result["seconds"] = seconds
+    clock = time.perf_counter()
     g = None
     if "train" in opts["parts"] or "generate" in opts["parts"]:
-        probe = fresh_model(cfg, device)
-        train_enc, _ = encode(probe.template, train_ex, cfg.data.attribute)
-        prompts = [probe.template.prompt_ids(ex.context, lab) for ex in eval_ex for lab in probe.labels]
-        del probe
+        setup = fresh_model(cfg, device)
+        train_enc, _ = encode(setup.template, train_ex, cfg.data.attribute)
+        prompts = [setup.template.prompt_ids(ex.context, lab) for ex in eval_ex for lab in setup.labels]
+        del setup
     if "train" in opts["parts"]:
         ours, base = [], []
         with tempfile.TemporaryDirectory() as tmp:
@@ -407,17 +410,21 @@ def _bench(cfg: Config, opts: dict[str, Any], quick: bool, out: Path, overrides:
             "ctrldial": _summary(ours, "tokens_per_s"), "hf_trainer": _summary(base, "tokens_per_s"),
         }
         result["train_speedup"] = _ratio(result["train"], "tokens_per_s", "ctrldial", "hf_trainer")
+        seconds["train"], clock = time.perf_counter() - clock, time.perf_counter()
     if "generate" in opts["parts"]:
         g = g or fresh_model(cfg, device)  # untrained adapter when training was skipped
         result["generate"] = bench_generate(g, cfg, prompts, opts["repeats"])
         result["generate_speedup"] = _ratio(result["generate"], "responses_per_s", "ctrldial", "hf_per_example")
         result["generate_identical_share"] = result["generate"]["identical_share"]
+        seconds["generate"], clock = time.perf_counter() - clock, time.perf_counter()
     del g
     if "score" in opts["parts"]:
         result["score"] = bench_score(cfg, corpus, out, opts["score_texts"], opts["repeats"])
         result["score_speedup"] = _ratio(result["score"], "utterances_per_s", "ctrldial", "hf_pipeline")
+        seconds["score"], clock = time.perf_counter() - clock, time.perf_counter()
     if "memory" in opts["parts"]:
         result["memory"] = bench_memory(cfg, opts["methods"], opts["memory_steps"], opts["threads"])
+        seconds["memory"] = time.perf_counter() - clock
     result["environment"]["load_average_end"] = os.getloadavg()
     result["wall_seconds"] = time.perf_counter() - started
     write_json(out / "bench.json", result)
