@@ -13,6 +13,11 @@ def _cache(tmp_path_factory):
     os.environ.setdefault("CTRLDIAL_CACHE", str(tmp_path_factory.mktemp("ctrldial-cache")))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # tiny models gain nothing from a second thread, and lose a lot when another process holds a core
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
