@@ -8,7 +8,8 @@ from typing import Any
 
 from ctrldial.classifier.data import fingerprint, utterance_examples
 from ctrldial.classifier.metrics import classification_metrics, confusion_png, format_table
-from ctrldial.classifier.scorer import Scorer, atomic_write, write_json
+from ctrldial.classifier.scorer import Scorer
+from ctrldial.record import write_atomic, write_json
 from ctrldial.config import Config
 from ctrldial.data.corpus import load_corpus
 
@@ -46,7 +47,7 @@ def evaluate_classifier(dir: Path, cfg: Config, out: Path | None = None) -> dict
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "eval.json", result)
     title = f"{dir.name}: {scorer.attribute}, input={scorer.input}, test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
-    atomic_write(out / "confusion.png", confusion_png(metrics, title))
+    write_atomic(out / "confusion.png", confusion_png(metrics, title))
     print(format_table(metrics))
     print(f"wrote {out / 'eval.json'} and {out / 'confusion.png'}")
     return result

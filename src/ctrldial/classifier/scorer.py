@@ -7,8 +7,6 @@ plus ``ctrldial_classifier.json``, written last, so a folder with that file is a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +16,6 @@ from ctrldial.data.normalize import normalize_text
 from ctrldial.errors import UserError
 
 METADATA_FILE = "ctrldial_classifier.json"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes owner-only files; classifier folders are shared with other users
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def read_metadata(folder: Path) -> dict[str, Any]:

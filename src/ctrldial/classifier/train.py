@@ -27,7 +27,8 @@ from ctrldial.classifier.data import (
     utterance_examples,
 )
 from ctrldial.classifier.metrics import classification_metrics
-from ctrldial.classifier.scorer import METADATA_FILE, batched_probs, write_json
+from ctrldial.classifier.scorer import METADATA_FILE, batched_probs
+from ctrldial.record import write_json
 from ctrldial.config import ClassifierConfig, Config
 from ctrldial.data.corpus import load_corpus
 from ctrldial.errors import UserError
