@@ -30,7 +30,7 @@ def test_bench_smoke(tmp_path, dd_dir, tiny_encoder):
     result = bench(quick=True, out=out, overrides=[
         "model.name=tiny-gpt2", f"data.path={dd_dir}", "train.max_steps=3", "train.batch_size=2",
         "data.max_eval_examples=2", "generate.max_new_tokens=4", f"classifier.model={tiny_encoder}",
-        "classifier.max_steps=2", "bench.score_texts=16", "bench.methods=lora", "bench.threads=1",
+        "classifier.max_steps=2", "bench.score_texts=16", "bench.methods=lora", "bench.threads=1", "bench.variants=true",
     ])
     on_disk = json.loads((out / "bench.json").read_text())
     for key in ("train_speedup", "generate_speedup", "score_speedup"):
@@ -38,6 +38,7 @@ def test_bench_smoke(tmp_path, dd_dir, tiny_encoder):
     assert 0 <= on_disk["generate_identical_share"] <= 1
     assert on_disk["train"]["ctrldial"]["tokens_per_s"] > 0 and on_disk["train"]["hf_trainer"]["tokens_per_s"] > 0
     assert on_disk["generate"]["prompts"] == 2 * 4 and on_disk["generate"]["greedy_loop"]
+    assert set(on_disk["generate"]["variants"]) == {"hf_generate_batched", "ctrldial_bf16_autocast"}
     assert on_disk["score"]["texts"] == 16 and on_disk["score"]["trained_here"]
     lora = on_disk["memory"]["lora"]
     assert 0 < lora["trainable_params"] < lora["total_params"] and lora["peak_rss_mb"] >= lora["rss_after_load_mb"] > 0

@@ -34,11 +34,11 @@ SIZES = {
     # quick: about 3 minutes on 2 idle cores
     "quick": {
         "config": {"train": {"max_steps": 6}, "data": {"max_eval_examples": 12}, "classifier": {"max_steps": 8}},
-        "bench": {"repeats": 1, "score_texts": 256, "memory_steps": 2},
+        "bench": {"repeats": 1, "score_texts": 256, "memory_steps": 2, "variants": False},
     },
     "full": {
         "config": {"train": {"max_steps": 30}, "data": {"max_eval_examples": 50}, "classifier": {"max_steps": 40}},
-        "bench": {"repeats": 2, "score_texts": 2000, "memory_steps": 3},
+        "bench": {"repeats": 2, "score_texts": 2000, "memory_steps": 3, "variants": True},
     },
 }
 BENCH_DEFAULTS: dict[str, Any] = {
@@ -46,10 +46,18 @@ BENCH_DEFAULTS: dict[str, Any] = {
     "threads": 0,  # torch threads; 0 = torch's default
     "score_texts": 256,  # utterances the classifiers score
     "memory_steps": 2,  # training steps per method in the memory probe
+    "variants": False,  # also time naive batched HF generate and ctrldial under bf16 autocast
     "methods": ["zero_shot", "full", "lora", "prefix", "prompt", "p_tuning", "ia3"],
     "parts": ["train", "generate", "score", "memory"],
 }
-COMMON = {"model": {"name": "smollm2-135m"}, "method": {"name": "lora"}, "train": {"tracker": "none", "batch_size": 8}}
+COMMON = {
+    "model": {"name": "smollm2-135m"},
+    "method": {"name": "lora"},
+    "train": {"tracker": "none", "batch_size": 8},
+    # 64 rows decode ~9% faster than 32 here (200 prompts, 1 thread): the per-step cost is mostly reading
+    # the weights, shared by more rows (the proposed generate.batch_size default; see benchmarks/speed)
+    "generate": {"batch_size": 64},
+}
 
 
 # -- config ---------------------------------------------------------------------------------------------
@@ -70,7 +78,7 @@ def bench_config(quick: bool, overrides: list[str]) -> tuple[Config, dict[str, A
         want = type(BENCH_DEFAULTS[name])
         if want is list and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, want) or isinstance(value, bool):
+        if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
             raise UserError(f"--set {key}={raw}: expected {want.__name__}")
         opts[name] = value
     base = copy.deepcopy(COMMON)
@@ -214,8 +222,13 @@ def hf_per_example(model, prompts: list[list[int]], cfg: Config, eos_id: int, pa
     return out
 
 
-def bench_generate(g, cfg: Config, prompts: list[list[int]], repeats: int) -> dict[str, Any]:
-    from ctrldial.generate import generate_ids, uses_greedy_loop
+def bench_generate(g, cfg: Config, prompts: list[list[int]], repeats: int, variants: bool) -> dict[str, Any]:
+    """ctrldial's generation on the merged model vs the per-example loop; ``variants`` also times, once
+    each, Hugging Face ``generate`` on left-padded batches (the naive batched way) and ctrldial under
+    bf16 autocast, with their share of outputs identical to the baseline's."""
+    import torch
+
+    from ctrldial.generate import generate_ids, hf_generate_batch, length_sorted_batches, uses_greedy_loop
 
     eos_id, pad_id = g.tokenizer.eos_token_id, g.tokenizer.pad_token_id
     unmerged = g.model.eval()
@@ -234,7 +247,24 @@ def bench_generate(g, cfg: Config, prompts: list[list[int]], repeats: int) -> di
         timed("baseline", lambda: hf_per_example(unmerged, prompts, cfg, eos_id, pad_id)),
         repeats, extra_a=True,
     )
-    same = sum(a == b for a, b in zip(outputs["ctrldial"], outputs["baseline"])) / len(prompts)
+    def identical(name: str) -> float:
+        return sum(a == b for a, b in zip(outputs[name], outputs["baseline"])) / len(prompts)
+
+    def hf_batched() -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in prompts]
+        for batch in length_sorted_batches(prompts, cfg.generate.batch_size):
+            for i, seq in zip(batch, hf_generate_batch(merged, [prompts[i] for i in batch], cfg.generate, eos_id, pad_id)):
+                out[i] = seq
+        return out
+
+    def bf16_autocast() -> list[list[int]]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return generate_ids(merged, prompts, cfg.generate, eos_id, pad_id)
+
+    extra = {}
+    if variants:
+        for name, fn in (("hf_generate_batched", hf_batched), ("ctrldial_bf16_autocast", bf16_autocast)):
+            extra[name] = {"responses_per_s": timed(name, fn)(), "identical_share": identical(name)}
     return {
         "prompts": len(prompts),
         "max_new_tokens": cfg.generate.max_new_tokens,
@@ -243,7 +273,8 @@ def bench_generate(g, cfg: Config, prompts: list[list[int]], repeats: int) -> di
         "mean_new_tokens": sum(map(len, outputs["baseline"])) / len(prompts),
         "ctrldial": _summary(ours, "responses_per_s"),
         "hf_per_example": _summary(base, "responses_per_s"),
-        "identical_share": same,
+        "identical_share": identical("ctrldial"),
+        "variants": extra,
     }
 
 
@@ -257,19 +288,29 @@ def score_texts(corpus, n: int) -> list[str]:
     return [utts[i % len(utts)] for i in range(n)]
 
 
-def bench_score(cfg: Config, corpus, out: Path, n_texts: int, repeats: int) -> dict[str, Any]:
+def bench_score(cfg: Config, corpus, n_texts: int, repeats: int) -> dict[str, Any]:
+    """ctrldial's Scorer vs ``pipeline("text-classification")`` with its defaults, on the same classifier.
+
+    Without ``classifier.path`` a small classifier is trained first (``classifier.max_steps``), in a
+    temporary folder: its speed, not its accuracy, is measured.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(cfg.classifier.path) if cfg.classifier.path else Path(tmp) / "classifier"
+        if not cfg.classifier.path:
+            from ctrldial.classifier import train_classifier
+
+            train_classifier(cfg, path)
+        result = _score_both(path, cfg.data.attribute, score_texts(corpus, n_texts), repeats)
+    trained = f"{cfg.classifier.model} trained {cfg.classifier.max_steps} steps here"
+    return result | {"classifier": cfg.classifier.path or trained, "trained_here": not cfg.classifier.path}
+
+
+def _score_both(path: Path, attribute: str, texts: list[str], repeats: int) -> dict[str, Any]:
     from transformers import pipeline
 
-    from ctrldial.classifier import Scorer, train_classifier
+    from ctrldial.classifier import Scorer
 
-    path = Path(cfg.classifier.path) if cfg.classifier.path else out / "classifier"
-    trained = not cfg.classifier.path
-    if trained:
-        clf_cfg = copy.deepcopy(cfg)
-        clf_cfg.classifier.batch_size = min(clf_cfg.classifier.batch_size, 16)
-        train_classifier(clf_cfg, path, overwrite=True)
-    texts = score_texts(corpus, n_texts)
-    scorer = Scorer.load(path, cfg.data.attribute)
+    scorer = Scorer.load(path, attribute)
     pipe = pipeline("text-classification", model=str(path))
     labels: dict[str, list] = {}
 
@@ -286,7 +327,7 @@ def bench_score(cfg: Config, corpus, out: Path, n_texts: int, repeats: int) -> d
     ours, base = alternate(scorer_run, pipeline_run, repeats, extra_a=True)
     same = sum(a == b for a, b in zip(labels["ctrldial"], labels["pipeline"])) / len(texts)
     return {
-        "texts": len(texts), "classifier": str(path), "trained_here": trained,
+        "texts": len(texts),
         "ctrldial": _summary(ours, "utterances_per_s"), "hf_pipeline": _summary(base, "utterances_per_s"),
         "same_label_share": same,
     }
@@ -413,13 +454,13 @@ def _bench(cfg: Config, opts: dict[str, Any], quick: bool, out: Path, overrides:
         seconds["train"], clock = time.perf_counter() - clock, time.perf_counter()
     if "generate" in opts["parts"]:
         g = g or fresh_model(cfg, device)  # untrained adapter when training was skipped
-        result["generate"] = bench_generate(g, cfg, prompts, opts["repeats"])
+        result["generate"] = bench_generate(g, cfg, prompts, opts["repeats"], opts["variants"])
         result["generate_speedup"] = _ratio(result["generate"], "responses_per_s", "ctrldial", "hf_per_example")
         result["generate_identical_share"] = result["generate"]["identical_share"]
         seconds["generate"], clock = time.perf_counter() - clock, time.perf_counter()
     del g
     if "score" in opts["parts"]:
-        result["score"] = bench_score(cfg, corpus, out, opts["score_texts"], opts["repeats"])
+        result["score"] = bench_score(cfg, corpus, opts["score_texts"], opts["repeats"])
         result["score_speedup"] = _ratio(result["score"], "utterances_per_s", "ctrldial", "hf_pipeline")
         seconds["score"], clock = time.perf_counter() - clock, time.perf_counter()
     if "memory" in opts["parts"]:
@@ -460,6 +501,14 @@ def format_table(r: dict[str, Any]) -> str:
             p = r[key]
             rows.append(f"| {title} | {p['ctrldial'][unit]:.1f} | {p[base][unit]:.1f} | {r[ratio]:.2f}× | "
                         f"{'' if agree is None else f'{100 * p[agree]:.1f}% identical'} |")
+    variants = {
+        "hf_generate_batched": "generation: Hugging Face `generate` on left-padded batches",
+        "ctrldial_bf16_autocast": "generation: ctrldial under bf16 autocast",
+    }
+    for name, v in r.get("generate", {}).get("variants", {}).items():
+        base = r["generate"]["hf_per_example"]["responses_per_s"]
+        rows.append(f"| {variants.get(name, name)} | {v['responses_per_s']:.1f} | {base:.1f} | "
+                    f"{v['responses_per_s'] / base:.2f}× | {100 * v['identical_share']:.1f}% identical |")
     text = "\n".join(rows)
     if "memory" in r:
         mem = ["| method | trainable params | trainable % | peak RSS (MB) | RSS after load (MB) |", "|---|---:|---:|---:|---:|"]
