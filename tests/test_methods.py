@@ -117,3 +117,27 @@ def test_generic_peft_entry_errors(tmp_path, dd_dir):
         run(tiny_cfg(dd_dir, "peft", "method.peft_type=Nope"), tmp_path / "a")
     with pytest.raises(UserError, match="LoHaConfig: PEFT cannot apply it to this model"):
         run(tiny_cfg(dd_dir, "peft", "method.peft_type=LoHaConfig", "method.peft_kwargs={target_modules: [c_attn]}"), tmp_path / "b")
+
+
+def test_prefix_text_init_is_the_base_model_reading_the_text(dd_dir):
+    """The prefix starts as the base model's own keys/values for `prompt_init_text`: the prefixed model's
+    next-token logits equal the base model's on text + input (a random prefix would not)."""
+    cfg = tiny_cfg(dd_dir, "prefix", "method.num_virtual_tokens=5", "method.prompt_init_text=Respond with the act")
+    g = prepare(cfg, torch.device("cpu"))
+    base = g.model
+    text_ids = g.tokenizer("Respond with the act", add_special_tokens=False)["input_ids"]
+    text_ids = (text_ids * 5)[:5]
+    x = g.tokenizer("hello there, how are you?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        want = base(input_ids=torch.cat([torch.tensor([text_ids]), x], dim=1)).logits[:, -x.shape[1]:]
+    apply_method(g, total_steps=10)
+    g.model.eval()
+    with torch.no_grad():
+        got = g.model(input_ids=x, attention_mask=torch.ones_like(x)).logits
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+    random_init = prepare(tiny_cfg(dd_dir, "prefix", "method.num_virtual_tokens=5", "method.prompt_init=random"), torch.device("cpu"))
+    apply_method(random_init, total_steps=10)
+    with torch.no_grad():
+        other = random_init.model.eval()(input_ids=x, attention_mask=torch.ones_like(x)).logits
+    assert not torch.allclose(other, want, atol=1e-2)

@@ -91,7 +91,8 @@ class MethodConfig:
     prefix_projection: bool = False
     """Prefix tuning: reparameterise the prefix through an MLP (more stable, more parameters at train time)."""
     prompt_init: Literal["random", "text"] = "text"
-    """Prompt tuning: initialise the virtual tokens randomly or from the embedding of `prompt_init_text`."""
+    """Prompt tuning: virtual tokens start as the embeddings of `prompt_init_text` (or random).
+    Prefix tuning (without projection): the prefix starts as the base model's keys/values for that text (or random)."""
     prompt_init_text: str = "Reply to the conversation with the requested dialogue act:"
     encoder_hidden_size: int = 128
     """P-tuning: hidden size of the prompt encoder."""
@@ -165,6 +166,8 @@ class ClassifierConfig:
     class_weights: bool = False
     """Weight the loss by inverse class frequency (useful for emotion: 83% is 'no emotion')."""
     warmup_ratio: float = 0.06
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """Training autocast: `auto` = bf16 on CUDA with bf16 or a CPU with AMX/AVX512-BF16, else fp32."""
     seed: int = 0
 
 

@@ -96,7 +96,7 @@ def prepare(cfg: Config, device, num_train_steps: int = 100) -> Generator:
 
 
 def apply_method(g: Generator, total_steps: int) -> None:
-    ctx = {"tokenizer_path": resolve_model(g.cfg.model.name), "total_steps": total_steps}
+    ctx = {"tokenizer_path": resolve_model(g.cfg.model.name), "tokenizer": g.tokenizer, "total_steps": total_steps}
     g.model = g.method.build(g.model, g.cfg.method, ctx)
 
 

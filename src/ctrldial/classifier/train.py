@@ -139,6 +139,8 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
+    from ctrldial.train import resolve_mixed_precision
+
     started = time.perf_counter()
     c = cfg.classifier
     labels = check_attribute(cfg.data.attribute)
@@ -162,6 +164,9 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
     base_path, tokenizer, model = _load_base(c.model, labels)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).train()
+    precision = resolve_mixed_precision(c.mixed_precision, device.type == "cuda")
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # fp16 gradients underflow unscaled
     with_previous = c.context == "previous"
 
     def features(examples: list[UtteranceExample]):
@@ -195,11 +200,14 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
     bar = tqdm(total=total_steps, desc=f"classifier ({cfg.data.attribute})", dynamic_ncols=True)
     for step, idx in enumerate(batches(), start=1):
         batch = {k: v.to(device) for k, v in pad_batch([train_features[i] for i in idx], tokenizer.pad_token_id).items()}
-        logits = model(**batch).logits
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(**batch).logits
         loss = F.cross_entropy(logits.float(), train_gold[idx].to(device), weight=weights)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         interval_losses.append(loss.item())
@@ -254,6 +262,7 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
         "validation_metrics": best,
         "history": history,
         "device": str(device),
+        "mixed_precision": precision,
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     _save(model, tokenizer, meta, out)

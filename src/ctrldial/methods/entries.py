@@ -130,7 +130,7 @@ def build_ia3(model, cfg: MethodConfig, ctx: dict):
 def build_prefix(model, cfg: MethodConfig, ctx: dict):
     from peft import PrefixTuningConfig
 
-    return _wrap(
+    peft_model = _wrap(
         model,
         PrefixTuningConfig(
             num_virtual_tokens=cfg.num_virtual_tokens,
@@ -139,6 +139,36 @@ def build_prefix(model, cfg: MethodConfig, ctx: dict):
             task_type="CAUSAL_LM",
         ),
     )
+    if cfg.prompt_init == "text" and not cfg.prefix_projection:
+        init_prefix_from_text(peft_model, ctx["tokenizer"], cfg.prompt_init_text, cfg.num_virtual_tokens)
+    return peft_model
+
+
+def init_prefix_from_text(peft_model, tokenizer, text: str, n: int) -> None:
+    """Start the prefix as the keys and values the base model computes for ``text`` (repeated or cut to n tokens).
+
+    peft initialises the prefix randomly: keys and values of the wrong scale in every layer, which on
+    SmolLM2 doubled the loss before the first step (6.8 vs 3.3) and left 41% empty responses after 30 steps
+    (benchmarks/quality). Started from real activations, the prefixed model is exactly the base model
+    reading ``text`` first, and training moves on from there (Li & Liang 2021 found the same).
+    """
+    import torch
+
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+    ids = (ids * (n // len(ids) + 1))[:n]
+    base = peft_model.get_base_model()
+    embedding = peft_model.prompt_encoder[peft_model.active_adapter].embedding
+    with torch.no_grad():
+        cache = base(input_ids=torch.tensor([ids], device=embedding.weight.device), use_cache=True).past_key_values
+        # peft reads row t as (layers · 2 [key, value], kv heads, head dim): see PeftModel.get_prompt
+        kv = torch.stack([t[0] for layer in cache.layers for t in (layer.keys, layer.values)])  # (2L, H, n, d)
+        weight = kv.permute(2, 0, 1, 3).reshape(n, -1)
+        if weight.shape != embedding.weight.shape:
+            raise UserError(
+                f"method.prompt_init=text: this model's key/value cache {tuple(weight.shape)} does not match peft's prefix "
+                f"{tuple(embedding.weight.shape)}; use method.prompt_init=random"
+            )
+        embedding.weight.copy_(weight.to(embedding.weight.dtype))
 
 
 def build_prompt(model, cfg: MethodConfig, ctx: dict):
