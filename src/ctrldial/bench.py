@@ -31,10 +31,10 @@ from ctrldial.config import Config, build_config, load_config_dict
 from ctrldial.errors import UserError
 
 SIZES = {
-    # quick: about 3 minutes on 2 idle cores
+    # quick: under 5 minutes on 2 cores
     "quick": {
-        "config": {"train": {"max_steps": 6}, "data": {"max_eval_examples": 12}, "classifier": {"max_steps": 8}},
-        "bench": {"repeats": 1, "score_texts": 256, "memory_steps": 2, "variants": False},
+        "config": {"train": {"max_steps": 6}, "data": {"max_eval_examples": 10}, "classifier": {"max_steps": 8}},
+        "bench": {"repeats": 1, "score_texts": 256, "memory_steps": 1, "variants": False},
     },
     "full": {
         "config": {"train": {"max_steps": 30}, "data": {"max_eval_examples": 50}, "classifier": {"max_steps": 40}},

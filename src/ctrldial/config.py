@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Callable, Literal, get_args, get_origin
 
 import yaml
 
@@ -376,51 +376,42 @@ def config_from_flat(flat: dict[str, Any], origin: dict[str, str] | None = None)
     return cfg
 
 
+# (key, accepts the value, what the value must be): checks that types cannot express
+_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("data.max_context_turns", lambda v: v >= 0, ">= 0"),
+    ("data.max_train_examples", lambda v: v is None or v > 0, "> 0 or null"),
+    ("data.max_eval_examples", lambda v: v > 0, "> 0"),
+    ("data.max_length", lambda v: v is None or v >= 8, ">= 8 or null"),
+    ("train.batch_size", lambda v: v > 0, "> 0 (try 8)"),
+    ("train.grad_accum", lambda v: v > 0, "> 0"),
+    ("train.lr", lambda v: v is None or v > 0, "> 0 (or null for the method's default)"),
+    ("train.max_steps", lambda v: v is None or v >= 0, ">= 0 or null"),
+    ("train.epochs", lambda v: v > 0, "> 0"),
+    ("train.warmup_ratio", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.eval_every", lambda v: v > 0, "> 0"),
+    ("train.patience", lambda v: v >= 0, ">= 0"),
+    ("generate.max_new_tokens", lambda v: v > 0, "> 0"),
+    ("generate.batch_size", lambda v: v > 0, "> 0"),
+    ("generate.num_beams", lambda v: v > 0, "> 0"),
+    ("method.num_virtual_tokens", lambda v: v >= 0, ">= 0"),
+    ("method.r", lambda v: v > 0, "> 0"),
+    ("classifier.batch_size", lambda v: v > 0, "> 0"),
+    ("classifier.lr", lambda v: v > 0, "> 0"),
+    ("classifier.epochs", lambda v: v > 0, "> 0"),
+    ("classifier.max_steps", lambda v: v is None or v > 0, "> 0 or null (null = run classifier.epochs epochs)"),
+    ("classifier.eval_every", lambda v: v > 0, "> 0"),
+    ("classifier.max_length", lambda v: v >= 8, ">= 8 (64 covers almost every DailyDialog utterance)"),
+    ("classifier.warmup_ratio", lambda v: 0 <= v < 1, "in [0, 1)"),
+]
+
+
 def validate(cfg: Config) -> None:
     """Value checks that types cannot express; every problem is reported at once."""
     p: list[str] = []
-    if cfg.data.max_context_turns < 0:
-        p.append("data.max_context_turns must be >= 0")
-    for key in ("max_train_examples",):
-        v = getattr(cfg.data, key)
-        if v is not None and v <= 0:
-            p.append(f"data.{key} must be > 0 or null")
-    if cfg.data.max_eval_examples <= 0:
-        p.append("data.max_eval_examples must be > 0")
-    if cfg.data.max_length is not None and cfg.data.max_length < 8:
-        p.append("data.max_length must be >= 8 or null")
-    if cfg.train.batch_size <= 0:
-        p.append("train.batch_size must be > 0 (try 8)")
-    if cfg.train.grad_accum <= 0:
-        p.append("train.grad_accum must be > 0")
-    if cfg.train.lr is not None and cfg.train.lr <= 0:
-        p.append("train.lr must be > 0 (or null for the method's default)")
-    if cfg.train.max_steps is not None and cfg.train.max_steps < 0:
-        p.append("train.max_steps must be >= 0 or null")
-    if cfg.train.epochs <= 0:
-        p.append("train.epochs must be > 0")
-    if not 0 <= cfg.train.warmup_ratio < 1:
-        p.append("train.warmup_ratio must be in [0, 1)")
-    if cfg.train.eval_every <= 0:
-        p.append("train.eval_every must be > 0")
-    if cfg.train.patience < 0:
-        p.append("train.patience must be >= 0")
-    if cfg.generate.max_new_tokens <= 0:
-        p.append("generate.max_new_tokens must be > 0")
-    if cfg.generate.batch_size <= 0:
-        p.append("generate.batch_size must be > 0")
-    if cfg.generate.num_beams <= 0:
-        p.append("generate.num_beams must be > 0")
-    if cfg.method.num_virtual_tokens < 0:
-        p.append("method.num_virtual_tokens must be >= 0")
-    if cfg.method.r <= 0:
-        p.append("method.r must be > 0")
-    if cfg.classifier.batch_size <= 0:
-        p.append("classifier.batch_size must be > 0")
-    if cfg.classifier.lr <= 0:
-        p.append("classifier.lr must be > 0")
-    if cfg.classifier.epochs <= 0:
-        p.append("classifier.epochs must be > 0")
+    for key, ok, must in _RULES:
+        section, name = key.split(".")
+        if not ok(getattr(getattr(cfg, section), name)):
+            p.append(f"{key} must be {must}")
     from ctrldial.methods import METHODS  # late import: methods import torch/peft
 
     if cfg.method.name not in METHODS:

@@ -29,7 +29,7 @@ from ctrldial.classifier.data import (
 from ctrldial.classifier.metrics import classification_metrics
 from ctrldial.classifier.scorer import METADATA_FILE, batched_probs
 from ctrldial.record import write_json
-from ctrldial.config import ClassifierConfig, Config
+from ctrldial.config import Config
 from ctrldial.data.corpus import load_corpus
 from ctrldial.errors import UserError
 from ctrldial.models import resolve_encoder
@@ -38,21 +38,6 @@ MAX_VALID_UTTERANCES = 2000
 """Validation sample size: ~3 s per evaluation with MiniLM on 2 CPU cores, and ±1 point of accuracy noise."""
 WEIGHT_DECAY = 0.01  # the usual BERT fine-tuning value; ClassifierConfig leaves it fixed
 MAX_GRAD_NORM = 1.0
-
-
-def _check_options(c: ClassifierConfig) -> None:
-    """Values the config's types cannot rule out, all reported at once."""
-    problems = []
-    if c.max_steps is not None and c.max_steps <= 0:
-        problems.append("classifier.max_steps must be > 0 or null (null = run classifier.epochs epochs)")
-    if c.eval_every <= 0:
-        problems.append("classifier.eval_every must be > 0")
-    if c.max_length < 8:
-        problems.append("classifier.max_length must be >= 8 (64 covers almost every DailyDialog utterance)")
-    if not 0 <= c.warmup_ratio < 1:
-        problems.append("classifier.warmup_ratio must be in [0, 1)")
-    if problems:
-        raise UserError("config: " + "; ".join(problems))
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -144,7 +129,6 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
     started = time.perf_counter()
     c = cfg.classifier
     labels = check_attribute(cfg.data.attribute)
-    _check_options(c)
     _check_out(out, overwrite)
 
     # -- data ---------------------------------------------------------------------------------------
