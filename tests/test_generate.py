@@ -144,21 +144,19 @@ def _peft(method: str):
 
 
 @pytest.mark.parametrize("method", ["prefix", "prompt", "p_tuning"])
-def test_prompt_learning_goes_through_peft_generate(method, prompts, monkeypatch):
-    model, prompts = _peft(method), prompts[::2]
-    cfg = GenerateConfig(max_new_tokens=6, batch_size=4)
-    assert is_prompt_learning(model) and not uses_greedy_loop(model, cfg)
-    # what generate_ids did before the greedy loop existed: length-sorted batches through model.generate
-    before = [None] * len(prompts)
-    for batch in length_sorted_batches(prompts, cfg.batch_size):
-        for i, seq in zip(batch, hf_generate_batch(model, [prompts[i] for i in batch], cfg, PAD, PAD)):
-            before[i] = seq
-
-    def no_greedy(*args, **kwargs):
-        raise AssertionError("prompt-learning models must not use the greedy loop")
-
-    monkeypatch.setattr("ctrldial.generate.greedy_batch", no_greedy)
-    assert generate_ids(model, prompts, cfg, PAD, PAD) == before
+@pytest.mark.parametrize("batch_size", [3, 16])
+def test_prompt_learning_greedy_loop_equals_peft_generate(method, batch_size, prompts):
+    """The virtual positions computed once and shared give peft generate's tokens, prompt by prompt."""
+    model = _peft(method)
+    free = unbatched(model, prompts, -1, GenerateConfig(max_new_tokens=MAX_NEW))
+    eos = Counter(t for seq in free for t in seq[2:]).most_common(1)[0][0]  # rows stop at different steps
+    cfg = GenerateConfig(max_new_tokens=MAX_NEW, batch_size=batch_size)
+    ref = unbatched(model, prompts, eos, cfg)
+    assert len({len(s) for s in ref}) >= 2, ref
+    assert is_prompt_learning(model) and uses_greedy_loop(model, cfg)
+    assert generate_ids(model, prompts, cfg, eos, PAD) == ref
+    # and the virtual tokens matter: the base model alone decodes something else
+    assert generate_ids(model.get_base_model(), prompts, cfg, eos, PAD) != ref
 
 
 def test_unmerged_lora_uses_greedy_loop_and_matches(prompts, eos_and_reference):

@@ -9,8 +9,10 @@ loop, ``greedy_decode``, which gives Hugging Face greedy's tokens with less work
 - once half the rows have left, the next prompts are prefilled and join the running batch;
 - position ids come from the attention mask, so a left-padded row decodes as it would alone.
 
-Beam search, sampling, generation-config logit processors and PEFT prompt-learning models (prefix,
-prompt and P-tuning insert virtual tokens inside peft's own ``generate``) go through ``model.generate``.
+PEFT prompt learning (prefix, prompt and P-tuning) runs the same loop on the base model: the virtual
+positions are the same for every prompt, so they are computed once into a KV cache that every row starts
+from (``_Start``). Beam search, sampling and generation-config logit processors go through
+``model.generate``.
 """
 
 from __future__ import annotations
@@ -84,9 +86,11 @@ def _forward_parameters(model) -> set[str]:
 
 def uses_greedy_loop(model, cfg: GenerateConfig) -> bool:
     """True where ``greedy_decode`` gives Hugging Face greedy's tokens: plain greedy on a plain causal LM."""
-    if cfg.do_sample or cfg.num_beams != 1 or is_prompt_learning(model):
+    if cfg.do_sample or cfg.num_beams != 1:
         return False
     if getattr(model.config, "is_encoder_decoder", False):
+        return False
+    if is_prompt_learning(model) and getattr(model.active_peft_config, "num_transformer_submodules", 1) != 1:
         return False
     if not {"position_ids", "past_key_values", "attention_mask"} <= _forward_parameters(model):
         return False
@@ -182,6 +186,42 @@ def _new_cache(model) -> DynamicCache:
     return cache
 
 
+class _Start:
+    """What every row attends to before its prompt: nothing, or the virtual positions of PEFT prompt learning.
+
+    Prefix tuning's prefix is a KV cache already; prompt tuning's and P-tuning's virtual tokens are input
+    embeddings at positions 0..n-1, the same for every prompt, so the base model runs them once into a
+    cache. Either way the loop then calls the base model with the prompt at positions n, n+1, …, which is
+    what peft's own forward computes (for a prompt alone, without padding).
+    """
+
+    def __init__(self, model):
+        self.model, self.n = model, 0
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if not is_prompt_learning(model):
+            return
+        self.model = model.get_base_model()
+        virtual = model.get_prompt(batch_size=1)
+        if isinstance(virtual, torch.Tensor):  # virtual input embeddings
+            cache = DynamicCache(config=self.model.config)
+            dtype = self.model.get_input_embeddings().weight.dtype
+            self.model(inputs_embeds=virtual.to(dtype), past_key_values=cache, use_cache=True)
+            virtual = cache
+        self.layers = [(layer.keys, layer.values) for layer in virtual.layers]
+        self.n = virtual.get_seq_length()
+
+    def cache(self, rows: int) -> DynamicCache:
+        """A fresh cache for ``rows`` rows, holding the virtual positions."""
+        cache = _new_cache(self.model)
+        for i, (k, v) in enumerate(self.layers):
+            cache.update(k.expand(rows, -1, -1, -1).contiguous(), v.expand(rows, -1, -1, -1).contiguous(), i)
+        return cache
+
+    def mask(self, token_mask: torch.Tensor) -> torch.Tensor:
+        """The attention mask with the virtual positions in front."""
+        return torch.cat([token_mask.new_ones((token_mask.shape[0], self.n)), token_mask], dim=-1)
+
+
 def _left_zeros(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     """``t`` left-padded with zeros to ``width`` along ``dim``."""
     pad = width - t.shape[dim]
@@ -201,32 +241,33 @@ def _stack_caches(into: DynamicCache, caches: list[DynamicCache], width: int) ->
         layer.store(keys, values, layer.ROOM)
 
 
-def _prefill_heads(model, heads: list[list[int]], pad_id: int, device, extra: dict) -> tuple[DynamicCache, torch.Tensor]:
-    """The KV cache and left-padded mask of ``heads``.
+def _prefill_heads(start: _Start, heads: list[list[int]], pad_id: int, device, extra: dict) -> tuple[DynamicCache, torch.Tensor]:
+    """The KV cache and left-padded mask of ``heads`` (after the virtual positions, if any).
 
     Each head runs alone and the caches are stacked: a batch left-padded to its longest head would compute
     the padding too (2.3x the tokens on the quick bench's 12 contexts, heads of 13 to 133 tokens). Caches
     that cannot be stacked (sliding-window layers) take the padded batch.
     """
-    width = max(len(h) for h in heads)
-    ones = [[1] * len(h) for h in heads]
-    _, mask = left_pad(ones, 0, device)
+    model, n = start.model, start.n
+    width = n + max(len(h) for h in heads)
+    _, mask = left_pad([[1] * (n + len(h)) for h in heads], 0, device)
     caches = []
     for h in heads:
-        cache = _new_cache(model)
+        cache = start.cache(1)
         if not all(type(layer) is GrowingLayer for layer in cache.layers):
             caches = []
             break
         ids = torch.tensor([h], device=device)
-        pos = torch.arange(len(h), device=device)[None]
-        model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=pos, past_key_values=cache, use_cache=True, **extra)
+        pos = n + torch.arange(len(h), device=device)[None]
+        model(input_ids=ids, attention_mask=start.mask(torch.ones_like(ids)), position_ids=pos, past_key_values=cache, use_cache=True, **extra)
         caches.append(cache)
     if caches:
         _stack_caches(caches[0], caches, width)
         return caches[0], mask
-    cache = _new_cache(model)
-    ids, mask = left_pad(heads, pad_id, device)
-    model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), past_key_values=cache, use_cache=True, **extra)
+    cache = start.cache(len(heads))
+    ids, token_mask = left_pad(heads, pad_id, device)
+    mask = start.mask(token_mask)
+    model(input_ids=ids, attention_mask=mask, position_ids=n + position_ids(token_mask), past_key_values=cache, use_cache=True, **extra)
     return cache, mask
 
 
@@ -262,7 +303,7 @@ class _Rows:
         self.rows += other.rows
 
 
-def _prefill(model, prompts: list[list[int]], take: list[int], pad_id: int, penalty: bool) -> _Rows:
+def _prefill(start: _Start, prompts: list[list[int]], take: list[int], pad_id: int, penalty: bool) -> _Rows:
     """Run prompts ``take`` into a fresh cache.
 
     Groups that share an opening (``shared_prefix_groups``) compute it once: their shared parts are
@@ -270,6 +311,7 @@ def _prefill(model, prompts: list[list[int]], take: list[int], pad_id: int, pena
     left-padded *after* the shared part (the mask hides that padding; positions skip it). Used only when
     it costs fewer padded positions than one plain left-padded batch.
     """
+    model = start.model
     device = next(model.parameters()).device
     extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
     sub = [prompts[i] for i in take]
@@ -279,11 +321,11 @@ def _prefill(model, prompts: list[list[int]], take: list[int], pad_id: int, pena
     head_width = max(shared for shared, _ in groups)
     tail_width = max(len(sub[j]) - shared for shared, members in groups for j in members)
     if len(groups) == len(sub) or len(groups) * head_width + len(sub) * tail_width >= len(sub) * width:
-        cache = _new_cache(model)
-        ids, mask = left_pad([sub[j] for j in order], pad_id, device)
-        pos = position_ids(mask)
+        cache = start.cache(len(sub))
+        ids, token_mask = left_pad([sub[j] for j in order], pad_id, device)
+        pos, mask = start.n + position_ids(token_mask), start.mask(token_mask)
     else:
-        cache, head_mask = _prefill_heads(model, [sub[members[0]][:shared] for shared, members in groups], pad_id, device, extra)
+        cache, head_mask = _prefill_heads(start, [sub[members[0]][:shared] for shared, members in groups], pad_id, device, extra)
         copy = torch.tensor([g for g, (_, members) in enumerate(groups) for _ in members], device=device)
         cache.batch_select_indices(copy)
         head_mask = head_mask[copy]
@@ -319,6 +361,8 @@ def greedy_decode(
     (index lists, kept together) are prefilled and join the running batch, so the per-step cost, mostly
     reading the weights on a CPU, is shared by a full batch instead of a straggler or two.
     """
+    start = _Start(model)
+    model = start.model
     device = next(model.parameters()).device
     out: list[list[int]] = [[] for _ in prompts]
     queue = list(chunks)
@@ -331,7 +375,7 @@ def greedy_decode(
             while queue and len(take) + len(queue[0]) <= room:
                 take += queue.pop(0)
             if take:
-                new = _prefill(model, prompts, take, pad_id, penalty)
+                new = _prefill(start, prompts, take, pad_id, penalty)
                 if live is None:
                     live = new
                 else:
