@@ -92,6 +92,37 @@ def test_interrupted_run_is_marked_and_can_be_rerun(tmp_path, dd_dir, monkeypatc
     assert run(_cfg(dd_dir, "train.max_steps=2"), tmp_path / "r")["status"] == "ok"  # no --overwrite needed
 
 
+def test_sigterm_marks_the_run_interrupted(tmp_path, dd_dir):
+    """A scheduler's SIGTERM (or `kill`) ends a run as Ctrl-C does: exit 130, record `interrupted`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r"
+    argv = [sys.executable, "-m", "ctrldial", "run", "--out", str(out), "--set", "model.name=tiny-gpt2", "--set", f"data.path={dd_dir}",
+            "--set", "method.name=lora", "--set", "train.tracker=none", "--set", "train.max_steps=100000", "--set", "train.eval_every=100000"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if json.loads((out / "record.json").read_text())["status"] == "running":
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        time.sleep(1.0)  # inside the training loop
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert json.loads((out / "record.json").read_text())["status"] == "interrupted"
+
+
 def test_generate_command(tmp_path, dd_dir, capsys):
     from ctrldial.cli import main
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import threading
 import sys
 from pathlib import Path
 
@@ -175,9 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # a scheduler's or `kill`'s SIGTERM ends a run like Ctrl-C: the record says interrupted
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("CTRLDIAL_DEBUG") == "1"
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
     except UserError as e:
