@@ -4,6 +4,8 @@ No timing thresholds here: speed is measured by the benchmark itself (benchmarks
 """
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +57,18 @@ def test_bench_options_are_checked():
         bench_config(True, ["bench.repeats=two"])
     with pytest.raises(UserError, match="unknown key"):
         bench_config(True, ["train.no_such_key=1"])
+
+
+def test_gpu_script_smoke(tmp_path):
+    """The prepared GPU script runs end to end (tiny shape, CPU here) and writes what its README promises."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "gpu.json"
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(root / "benchmarks/gpu/gpu_bench.py"), "--smoke", "--out", str(out)], check=True,
+                   capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    r = json.loads(out.read_text())
+    assert r["full"]["tokens_per_s"] > 0 and r["lora"]["tokens_per_s"] > 0
+    assert r["lora"]["model_flops_per_token"] < r["full"]["model_flops_per_token"]  # no frozen-weight gradients
+    assert "skipped" in r["qlora"] or r["qlora"]["peak_memory_mb"] > 0
