@@ -35,6 +35,13 @@ def _sets(meta: dict) -> list[str]:
 def collect(name: str, folder: Path, machine: str) -> dict:
     meta = read_metadata(folder)
     ev = json.loads((folder / "eval.json").read_text())
+    # the whole official test split (dedup off), when evaluated into FOLDER/eval-full-split
+    full = folder / "eval-full-split" / "eval.json"
+    full_split = None
+    if full.is_file():
+        f = json.loads(full.read_text())
+        full_split = {"test_utterances": f["n"], "accuracy": f["accuracy"], "macro_f1": f["macro_f1"], "per_class": f["per_class"],
+                      "eval_command": f"ctrldial classifier eval {folder} --out {full.parent} --set data.path={meta['train_config']['data']['path']} --set data.dedup=false"}
     data_path = meta["train_config"]["data"]["path"]
     return {
         "name": name,
@@ -56,19 +63,23 @@ def collect(name: str, folder: Path, machine: str) -> dict:
         "confusion": ev["confusion"],
         "labels": ev["labels"],
         "history": meta["history"],
+        "full_test_split": full_split,
         "platform": platform.platform(),
     }
 
 
 def table(results: list[dict]) -> str:
     labels = results[0]["labels"]
-    head = ["run", "input", "train utts", "steps", "train wall", "machine", "test acc", "macro-F1", *[f"F1 {c}" for c in labels]]
+    head = ["run", "input", "train utts", "steps", "train wall", "machine", "test acc (dedup)", "macro-F1", *[f"F1 {c}" for c in labels],
+            "test acc (all 7,740)", "macro-F1 (all)"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [
             r["name"], r["input"], f"{r['train_utterances']:,}", str(r["steps"]), f"{r['train_wall_s'] / 60:.1f} min",
             r["machine"], f"{100 * r['accuracy']:.2f}%", f"{r['macro_f1']:.3f}", *[f"{r['per_class'][c]['f1']:.3f}" for c in labels],
         ]
+        full = r.get("full_test_split")
+        cells += [f"{100 * full['accuracy']:.2f}%", f"{full['macro_f1']:.3f}"] if full else ["–", "–"]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
