@@ -14,15 +14,21 @@ ctrldial classifier train --out /tmp/clf3k --set data.path="$DATA" --set classif
   --set data.max_train_examples=3000 --set classifier.epochs=1
 ctrldial classifier eval /tmp/clf3k --set data.path="$DATA"
 
-full=(--set data.path="$DATA" --set classifier.model=minilm-l6 --set classifier.lr=1e-4 --set classifier.epochs=1
-      --set classifier.eval_every=500)
-ctrldial classifier train --out "$OUT/clf-act-utt" "${full[@]}" --set classifier.max_length=64 & utt=$!
-ctrldial classifier train --out "$OUT/clf-act-ctx" "${full[@]}" --set classifier.context=previous --set classifier.max_length=96 & ctx=$!
-wait $utt
-wait $ctx
-
-for v in utt ctx; do
-  ctrldial classifier eval "$OUT/clf-act-$v" --set data.path="$DATA"
-  python benchmarks/classifier/class_bias.py "$OUT/clf-act-$v" --name "act-$v" --data "$DATA"
+# one epoch (act-utt, act-ctx) and two epochs (act-utt-2ep, act-ctx-2ep) over the whole train split
+for ep in 1 2; do
+  sfx=$([ $ep = 2 ] && echo -2ep || true)
+  full=(--set data.path="$DATA" --set classifier.model=minilm-l6 --set classifier.lr=1e-4 --set classifier.epochs=$ep
+        --set classifier.eval_every=500)
+  ctrldial classifier train --out "$OUT/clf-act-utt$sfx" "${full[@]}" --set classifier.max_length=64 & utt=$!
+  ctrldial classifier train --out "$OUT/clf-act-ctx$sfx" "${full[@]}" --set classifier.context=previous --set classifier.max_length=96 & ctx=$!
+  wait $utt
+  wait $ctx
+  for v in utt ctx; do
+    ctrldial classifier eval "$OUT/clf-act-$v$sfx" --set data.path="$DATA"
+    # the whole official test split too (data.dedup=false keeps the 93 test dialogues that also occur in train)
+    ctrldial classifier eval "$OUT/clf-act-$v$sfx" --out "$OUT/clf-act-$v$sfx/eval-full-split" --set data.path="$DATA" --set data.dedup=false
+  done
 done
-python benchmarks/classifier/collect.py act-utt-3k=/tmp/clf3k act-utt="$OUT/clf-act-utt" act-ctx="$OUT/clf-act-ctx"
+for v in utt ctx; do python benchmarks/classifier/class_bias.py "$OUT/clf-act-$v" --name "act-$v" --data "$DATA"; done
+python benchmarks/classifier/collect.py act-utt-3k=/tmp/clf3k act-utt="$OUT/clf-act-utt" act-ctx="$OUT/clf-act-ctx" \
+  act-utt-2ep="$OUT/clf-act-utt-2ep" act-ctx-2ep="$OUT/clf-act-ctx-2ep"
