@@ -198,9 +198,14 @@ class _Start:
     def __init__(self, model):
         self.model, self.n = model, 0
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
-        if not is_prompt_learning(model):
-            return
-        self.model = model.get_base_model()
+        if is_prompt_learning(model):
+            self.model = model.get_base_model()
+            self._virtual_positions(model)
+        # GrowingLayer caches can be stacked and merged row-wise; sliding-window layers cannot
+        self.stackable = all(type(layer) is GrowingLayer for layer in _new_cache(self.model).layers)
+
+    def _virtual_positions(self, model) -> None:
+        """Keys and values of the virtual positions (batch 1), computed once."""
         virtual = model.get_prompt(batch_size=1)
         if isinstance(virtual, torch.Tensor):  # virtual input embeddings
             cache = DynamicCache(config=self.model.config)
@@ -251,17 +256,14 @@ def _prefill_heads(start: _Start, heads: list[list[int]], pad_id: int, device, e
     model, n = start.model, start.n
     width = n + max(len(h) for h in heads)
     _, mask = left_pad([[1] * (n + len(h)) for h in heads], 0, device)
-    caches = []
-    for h in heads:
-        cache = start.cache(1)
-        if not all(type(layer) is GrowingLayer for layer in cache.layers):
-            caches = []
-            break
-        ids = torch.tensor([h], device=device)
-        pos = n + torch.arange(len(h), device=device)[None]
-        model(input_ids=ids, attention_mask=start.mask(torch.ones_like(ids)), position_ids=pos, past_key_values=cache, use_cache=True, **extra)
-        caches.append(cache)
-    if caches:
+    if start.stackable:
+        caches = []
+        for h in heads:
+            cache = start.cache(1)
+            ids = torch.tensor([h], device=device)
+            pos = n + torch.arange(len(h), device=device)[None]
+            model(input_ids=ids, attention_mask=start.mask(torch.ones_like(ids)), position_ids=pos, past_key_values=cache, use_cache=True, **extra)
+            caches.append(cache)
         _stack_caches(caches[0], caches, width)
         return caches[0], mask
     cache = start.cache(len(heads))
@@ -288,9 +290,6 @@ class _Rows:
         self.rows = [self.rows[j] for j in idx]
         self.mask, self.next_pos, self.logits = self.mask[keep], self.next_pos[keep], self.logits[keep]
         self.seen = None if self.seen is None else self.seen[keep]
-
-    def mergeable(self) -> bool:
-        return all(type(layer) is GrowingLayer for layer in self.cache.layers)
 
     def merge(self, other: _Rows) -> None:
         """Append ``other``'s rows; the shorter cache is left-padded with masked zeros to the longer one."""
@@ -369,7 +368,7 @@ def greedy_decode(
     live: _Rows | None = None
     penalty = repetition_penalty != 1.0
     while queue or live is not None:
-        if queue and (live is None or (len(live.rows) <= batch_size // 2 and live.mergeable())):
+        if queue and (live is None or (len(live.rows) <= batch_size // 2 and start.stackable)):
             room = batch_size - (len(live.rows) if live else 0)
             take: list[int] = []
             while queue and len(take) + len(queue[0]) <= room:
