@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ctrldial.classifier import METADATA_FILE, Scorer, classification_metrics, evaluate_classifier, read_metadata, train_classifier
-from ctrldial.classifier.data import fingerprint, length_grouped_batches, pad_batch, utterance_examples
+from ctrldial.classifier.data import encode, fingerprint, length_grouped_batches, pad_batch, utterance_examples
 from ctrldial.cli import main
 from ctrldial.config import build_config
 from ctrldial.data.corpus import ACTS, Corpus, load_corpus
@@ -189,6 +189,41 @@ def test_context_classifier_needs_contexts(tmp_path, dd_dir, tiny_bert):
         scorer.score(["I will."])
     labels, conf = scorer.score(["I will.", "Hello."], contexts=["Take a coat.", ""])
     assert len(labels) == len(conf) == 2
+
+
+def test_encode_one_turn_is_the_plain_pair_and_more_turns_drop_the_oldest_first(tiny_bert):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    texts, turns = ["I will."], ["Good morning.", "Did you hear the forecast?", "Take a coat."]
+    one = encode(tok, texts, [turns[-1:]], 48)[0]
+    assert one == {k: tok("Take a coat.", "I will.")[k] for k in one}  # what every context=previous judge was fed
+    assert encode(tok, texts, [[]], 48)[0]["input_ids"] == tok("", "I will.")["input_ids"]
+    three = tok.decode(encode(tok, texts, [turns], 48)[0]["input_ids"])
+    assert three == "[CLS] good morning. [SEP] did you hear the forecast? [SEP] take a coat. [SEP] i will. [SEP]"
+    # 17 tokens: [CLS] + 11 (two turns and a separator) + [SEP] + 3 + [SEP]; "good morning. [SEP]" (4 more) no longer fits
+    cut = encode(tok, texts, [turns], 17)[0]["input_ids"]
+    assert tok.decode(cut) == "[CLS] did you hear the forecast? [SEP] take a coat. [SEP] i will. [SEP]" and len(cut) == 17
+    # the turn just before the utterance always stays; longest_first trims what still does not fit
+    assert tok.decode(encode(tok, texts, [turns], 8)[0]["input_ids"]) == "[CLS] take a coat [SEP] i will [SEP]"
+
+
+def test_context_turns_classifier_reads_its_last_turns(tmp_path, dd_dir, tiny_bert):
+    out = tmp_path / "ctx2"
+    cfg = tiny_cfg(dd_dir, tiny_bert, "classifier.context=previous", "classifier.context_turns=2", "classifier.max_steps=4")
+    meta = train_classifier(cfg, out)
+    train = utterance_examples(load_corpus(str(dd_dir)), "train", "act", normalize=True)
+    assert meta["context_turns"] == 2 and meta["train_data"]["fingerprint"] == fingerprint(train, list(ACTS), 2)
+    assert fingerprint(train, list(ACTS), 2) != fingerprint(train, list(ACTS), 1)
+    scorer = Scorer.load(out)
+    assert scorer.context_turns == 2
+    texts = ["I will.", "Thanks.", "Good morning."]
+    history = [["Good morning.", "Did you hear the forecast?", "Take a coat."], ["Can you help me?"], []]
+    p = scorer.predict_proba(texts, history)
+    # older turns than the last two are not read; a string is the previous utterance alone
+    assert p.allclose(scorer.predict_proba(texts, [h[-2:] for h in history]))
+    assert p[1:].allclose(scorer.predict_proba(texts[1:], ["Can you help me?", ""]))
+    assert not p[0].allclose(scorer.predict_proba(texts[:1], [history[0][-1:]])[0])
 
 
 def test_label_mismatch_names_folder_and_attributes(trained):

@@ -25,7 +25,7 @@ GRID = [v / 10 for v in range(-20, 31)]  # bias values tried per class
 
 def split_log_probs(scorer: Scorer, corpus, split: str) -> tuple[torch.Tensor, list[int]]:
     examples = utterance_examples(corpus, split, scorer.attribute, normalize=False)
-    probs = scorer.predict_proba([ex.text for ex in examples], [ex.previous for ex in examples])
+    probs = scorer.predict_proba([ex.text for ex in examples], [list(ex.history) for ex in examples])
     return probs.clamp_min(1e-12).log(), [ex.label for ex in examples]
 
 

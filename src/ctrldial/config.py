@@ -155,7 +155,10 @@ class ClassifierConfig:
     path: str | None = None
     """A trained classifier folder used to score generations."""
     context: Literal["none", "previous"] = "none"
-    """Input: the utterance alone, or (previous utterance, utterance) as a sentence pair."""
+    """Input: the utterance alone, or (previous turns, utterance) as a sentence pair."""
+    context_turns: int = 1
+    """With context=previous: how many earlier utterances form the first segment (joined by [SEP]; the oldest
+    are dropped first when the pair passes max_length)."""
     epochs: float = 1.0
     max_steps: int | None = None
     lr: float = 1e-4
@@ -401,6 +404,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("classifier.max_steps", lambda v: v is None or v > 0, "> 0 or null (null = run classifier.epochs epochs)"),
     ("classifier.eval_every", lambda v: v > 0, "> 0"),
     ("classifier.max_length", lambda v: v >= 8, ">= 8 (64 covers almost every DailyDialog utterance)"),
+    ("classifier.context_turns", lambda v: v >= 1, ">= 1 (the number of earlier utterances fed with context=previous)"),
     ("classifier.warmup_ratio", lambda v: 0 <= v < 1, "in [0, 1)"),
 ]
 

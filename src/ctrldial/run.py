@@ -287,8 +287,7 @@ def _run(cfg: Config, out: Path, accelerator, record: dict[str, Any]) -> dict[st
 
 def score_rows(scorer, rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
     """Judge every generation (in place: `predicted`, `confidence`) and compute the control metrics."""
-    prev = [r["context"][-1] if r["context"] else "" for r in rows]
-    pred, conf = scorer.score([r["generation"] for r in rows], prev if scorer.input == "previous" else None)
+    pred, conf = scorer.score([r["generation"] for r in rows], [r["context"] for r in rows])
     for r, p, c in zip(rows, pred, conf):
         # an empty reply has no act: it never counts as following the request
         r["predicted"], r["confidence"] = (p, c) if r["generation"].strip() else (None, None)

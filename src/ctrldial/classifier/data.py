@@ -25,8 +25,13 @@ ATTRIBUTES = ("act", "emotion")
 @dataclass(frozen=True)
 class UtteranceExample:
     text: str
-    previous: str  # "" for the first utterance of a dialogue
+    history: tuple[str, ...]  # every earlier utterance of the dialogue, oldest first; () for the first
     label: int  # index into label_names(attribute)
+
+    @property
+    def previous(self) -> str:
+        """The utterance just before this one ("" for the first of a dialogue)."""
+        return self.history[-1] if self.history else ""
 
 
 def check_attribute(attribute: str) -> list[str]:
@@ -48,7 +53,7 @@ def utterance_examples(corpus: Corpus, split: str, attribute: str, normalize: bo
         utts = [normalize_text(u) for u in d.utterances] if normalize else d.utterances
         labels = d.acts if attribute == "act" else d.emotions
         for i, (text, label) in enumerate(zip(utts, labels)):
-            out.append(UtteranceExample(text, utts[i - 1] if i else "", label))
+            out.append(UtteranceExample(text, tuple(utts[:i]), label))
     return out
 
 
@@ -60,27 +65,57 @@ def seeded_subset(examples: list[UtteranceExample], n: int | None, seed: int) ->
     return [examples[i] for i in keep]
 
 
-def fingerprint(examples: list[UtteranceExample], labels: list[str]) -> str:
-    """sha256 of the texts, previous utterances and label names: the exact data a classifier saw."""
+def fingerprint(examples: list[UtteranceExample], labels: list[str], turns: int = 1) -> str:
+    """sha256 of the texts, their last ``turns`` previous utterances and label names: the exact data a classifier saw.
+
+    ``turns=1`` hashes (previous utterance, text, label), as every classifier before ``context_turns`` did.
+    """
     h = hashlib.sha256()
     for ex in examples:
-        h.update(json.dumps([ex.previous, ex.text, labels[ex.label]]).encode())
+        context = ex.previous if turns == 1 else list(ex.history[-turns:])
+        h.update(json.dumps([context, ex.text, labels[ex.label]]).encode())
         h.update(b"\n")
     return h.hexdigest()
 
 
-def encode(tokenizer, texts: list[str], previous: list[str] | None, max_length: int) -> list[dict[str, list[int]]]:
-    """Token ids (and token type ids) per input, unpadded: the utterance alone or (previous, utterance) as a pair.
+def encode(
+    tokenizer, texts: list[str], contexts: list[list[str]] | None, max_length: int
+) -> list[dict[str, list[int]]]:
+    """Token ids (and token type ids) per input, unpadded: the utterance alone, or (context, utterance) as a pair.
 
-    Pairs use ``longest_first`` truncation, which trims whichever side is longer; at DailyDialog lengths
-    (median pair ≈ 30 MiniLM tokens) a 64-token cap rarely cuts anything.
+    ``contexts[i]`` holds the turns before ``texts[i]``, oldest first (already cut to the classifier's
+    ``context_turns``). One turn is the first segment as it is; several are joined by the tokenizer's
+    separator token, and when the pair would pass ``max_length`` the oldest turns are dropped first (the
+    utterance just before the response is the one that decides most acts). What still does not fit is
+    trimmed by ``longest_first`` truncation.
     """
-    if previous is None:
+    if contexts is None:
         enc = tokenizer(texts, truncation=True, max_length=max_length)
     else:
-        enc = tokenizer(previous, texts, truncation="longest_first", max_length=max_length)
+        enc = tokenizer(_fit_contexts(tokenizer, contexts, texts, max_length), texts, truncation="longest_first", max_length=max_length)
     keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
     return [{k: enc[k][i] for k in keys} for i in range(len(texts))]
+
+
+def _fit_contexts(tokenizer, contexts: list[list[str]], texts: list[str], max_length: int) -> list[str]:
+    """The first segment of each pair: the most recent turns that fit beside the utterance (at least one)."""
+    first = [c[0] if len(c) == 1 else "" for c in contexts]
+    multi = [i for i, c in enumerate(contexts) if len(c) > 1]
+    if not multi:
+        return first
+    strings = sorted({s for i in multi for s in (*contexts[i], texts[i])})
+    length = dict(zip(strings, map(len, tokenizer(strings, add_special_tokens=False)["input_ids"])))
+    sep = f" {tokenizer.sep_token or tokenizer.eos_token} "
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    for i in multi:
+        turns = contexts[i]
+        budget = max_length - length[texts[i]] - specials
+        keep, used = 1, length[turns[-1]]
+        while keep < len(turns) and used + 1 + length[turns[-1 - keep]] <= budget:  # +1: the separator
+            used += 1 + length[turns[-1 - keep]]
+            keep += 1
+        first[i] = sep.join(turns[-keep:])
+    return first
 
 
 def pad_batch(features: list[dict[str, list[int]]], pad_id: int) -> dict:

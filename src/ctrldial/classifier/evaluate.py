@@ -26,8 +26,7 @@ def evaluate_classifier(dir: Path, cfg: Config, out: Path | None = None) -> dict
     # raw text: the Scorer normalises exactly as the classifier was trained
     examples = utterance_examples(corpus, "test", scorer.attribute, normalize=False)
     texts = [ex.text for ex in examples]
-    previous = [ex.previous for ex in examples]
-    pred = scorer.predict_proba(texts, previous).argmax(-1).tolist()
+    pred = scorer.predict_proba(texts, [list(ex.history) for ex in examples]).argmax(-1).tolist()
     metrics = classification_metrics([ex.label for ex in examples], pred, scorer.labels)
     result = {
         "classifier": str(dir),
@@ -38,7 +37,7 @@ def evaluate_classifier(dir: Path, cfg: Config, out: Path | None = None) -> dict
             "split": "test",
             "dedup": cfg.data.dedup,
             "removed_duplicate_dialogues": corpus.removed_duplicates.get("test", 0),
-            "fingerprint": fingerprint(examples, scorer.labels),
+            "fingerprint": fingerprint(examples, scorer.labels, max(scorer.context_turns, 1)),
         },
         **metrics,
         "wall_time_s": round(time.perf_counter() - started, 1),

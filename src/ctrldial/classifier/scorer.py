@@ -64,7 +64,9 @@ class Scorer:
         self.labels: list[str] = list(meta["labels"])
         self.attribute: str = meta["attribute"]
         self.input: str = meta["input"]
-        """`none`: the utterance alone; `previous`: (previous utterance, utterance) pairs."""
+        """`none`: the utterance alone; `previous`: (earlier turns, utterance) pairs."""
+        self.context_turns: int = meta.get("context_turns", 1 if self.input == "previous" else 0)
+        """How many earlier turns the classifier reads (classifiers saved before this key read one)."""
         self.max_length: int = meta["max_length"]
 
     @classmethod
@@ -95,34 +97,37 @@ class Scorer:
             raise UserError(f"classifier {path}: model has {model.config.num_labels} outputs for {len(expected)} labels")
         return cls(model, AutoTokenizer.from_pretrained(str(path)), meta, path)
 
-    def predict_proba(self, texts: list[str], contexts: list[str] | None = None, batch_size: int = 64):
+    def predict_proba(self, texts: list[str], contexts: list[str | list[str]] | None = None, batch_size: int = 64):
         """Softmax probabilities, one row per text in the given order (a float tensor on the CPU).
 
-        ``contexts[i]`` is the utterance before ``texts[i]`` ("" for none). A classifier trained on the
-        utterance alone ignores contexts; one trained with context=previous requires them.
+        ``contexts[i]`` is what came before ``texts[i]``: the dialogue's earlier turns, oldest first (a list;
+        the classifier reads its last ``context_turns``), or just the previous utterance (a string; "" or
+        [] for none). A classifier trained on the utterance alone ignores contexts; one trained with
+        context=previous requires them.
         """
         import torch
 
-        previous = None
+        turns = None
         if self.input == "previous":
             if contexts is None:
                 raise UserError(
                     f"classifier {self.path} was trained with classifier.context=previous: pass contexts "
-                    "(the previous utterance of each text, '' for none)"
+                    "(the earlier turns of each text, [] for none)"
                 )
             if len(contexts) != len(texts):
                 raise ValueError(f"{len(texts)} texts but {len(contexts)} contexts")
-            previous = list(contexts)
+            as_lists = ((([c] if c else []) if isinstance(c, str) else list(c)) for c in contexts)
+            turns = [c[-self.context_turns :] for c in as_lists]
         if self.meta.get("normalize", False):
             # the judge was trained on normalised text; normalising is idempotent, so natural text passes unchanged
             texts = [normalize_text(t) for t in texts]
-            previous = None if previous is None else [normalize_text(p) for p in previous]
+            turns = None if turns is None else [[normalize_text(u) for u in c] for c in turns]
         if not texts:
             return torch.empty((0, len(self.labels)))
-        features = encode(self.tokenizer, texts, previous, self.max_length)
+        features = encode(self.tokenizer, texts, turns, self.max_length)
         return batched_probs(self.model, features, self.tokenizer.pad_token_id, batch_size)
 
-    def score(self, texts: list[str], contexts: list[str] | None = None, batch_size: int = 64) -> tuple[list[str], list[float]]:
+    def score(self, texts: list[str], contexts: list[str | list[str]] | None = None, batch_size: int = 64) -> tuple[list[str], list[float]]:
         """Predicted label names and their softmax confidences, in the order of ``texts``."""
         conf, pred = self.predict_proba(texts, contexts, batch_size).max(-1)
         return [self.labels[i] for i in pred.tolist()], conf.tolist()

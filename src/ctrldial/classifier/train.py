@@ -154,8 +154,8 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
     with_previous = c.context == "previous"
 
     def features(examples: list[UtteranceExample]):
-        previous = [ex.previous for ex in examples] if with_previous else None
-        return encode(tokenizer, [ex.text for ex in examples], previous, c.max_length)
+        contexts = [list(ex.history[-c.context_turns :]) for ex in examples] if with_previous else None
+        return encode(tokenizer, [ex.text for ex in examples], contexts, c.max_length)
 
     train_features, valid_features = features(train), features(valid)
     train_gold = torch.tensor([ex.label for ex in train])
@@ -225,6 +225,7 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
         "attribute": cfg.data.attribute,
         "labels": labels,
         "input": c.context,
+        "context_turns": c.context_turns if with_previous else 0,
         "max_length": c.max_length,
         "normalize": cfg.data.normalize,
         "base_model": c.model,
@@ -234,9 +235,9 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
             "utterances": len(train),
             "available": len(everything),
             "label_counts": {labels[k]: v for k, v in sorted(Counter(ex.label for ex in train).items())},
-            "fingerprint": fingerprint(train, labels),
+            "fingerprint": fingerprint(train, labels, c.context_turns),
         },
-        "validation_data": {"utterances": len(valid), "dedup": cfg.data.dedup, "fingerprint": fingerprint(valid, labels)},
+        "validation_data": {"utterances": len(valid), "dedup": cfg.data.dedup, "fingerprint": fingerprint(valid, labels, c.context_turns)},
         "train_config": {
             "classifier": dataclasses.asdict(c),
             "data": {k: getattr(cfg.data, k) for k in ("path", "attribute", "max_train_examples", "dedup", "normalize", "on_error")},
