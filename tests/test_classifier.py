@@ -271,3 +271,46 @@ def test_emotion_classifier_with_class_weights(tmp_path, dd_dir, tiny_bert):
     meta = train_classifier(cfg, tmp_path / "emo")
     assert meta["labels"][0] == "no_emotion" and len(meta["class_weights"]) == 7
     assert Scorer.load(tmp_path / "emo", attribute="emotion").labels == meta["labels"]
+
+
+# -- ensembles --------------------------------------------------------------------------------------
+def test_ensemble_is_the_mean_of_its_members_each_reading_its_own_input(tmp_path, dd_dir, tiny_bert, trained, capsys):
+    cfg, utt, _ = trained
+    ctx = tmp_path / "ctx2"
+    train_classifier(tiny_cfg(dd_dir, tiny_bert, "classifier.context=previous", "classifier.context_turns=2",
+                              "classifier.max_steps=6", "classifier.seed=1"), ctx)
+    main(["classifier", "ensemble", str(utt), str(ctx), "--out", str(tmp_path / "ens")])
+    ens = Scorer.load(tmp_path / "ens", attribute="act")
+    assert ens.input == "previous" and ens.context_turns == 2 and len(ens.members) == 2
+    assert [m.path.parent.name for m in ens.members] == ["members", "members"]  # copies: the folder stands alone
+    texts, history = ["I will.", "Good morning."], [["Did you hear the forecast?", "Take a coat."], []]
+    mean = (Scorer.load(utt).predict_proba(texts) + Scorer.load(ctx).predict_proba(texts, history)) / 2
+    assert ens.predict_proba(texts, history).allclose(mean)
+    with pytest.raises(UserError, match="pass contexts"):
+        ens.score(texts)
+    res = evaluate_classifier(tmp_path / "ens", cfg)
+    assert res["input"] == "previous" and (tmp_path / "ens" / "eval.json").is_file()
+
+
+def test_ensemble_bad_members_are_one_line_errors(tmp_path, dd_dir, tiny_bert, trained, capsys):
+    utt = trained[1]
+    emo = tmp_path / "emo"
+    train_classifier(tiny_cfg(dd_dir, tiny_bert, "data.attribute=emotion", "classifier.max_steps=2"), emo)
+    cases = [
+        ([str(utt)], "at least 2 classifier folders"),
+        ([str(utt), str(tiny_bert)], "not a ctrldial classifier"),
+        ([str(utt), str(emo)], "judge the same labels"),
+    ]
+    capsys.readouterr()
+    for members, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(["classifier", "ensemble", *members, "--out", str(tmp_path / "e")])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and message in err and "\n" not in err
+    main(["classifier", "ensemble", str(utt), str(utt), "--out", str(tmp_path / "e")])
+    with pytest.raises(UserError, match="already an ensemble"):
+        from ctrldial.classifier import make_ensemble
+
+        make_ensemble([tmp_path / "e", utt], tmp_path / "e2")
+    with pytest.raises(UserError, match="already holds a classifier"):
+        make_ensemble([utt, utt], tmp_path / "e")

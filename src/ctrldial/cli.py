@@ -50,6 +50,12 @@ def cmd_classifier_eval(args) -> None:
     print(json.dumps({k: res[k] for k in ("accuracy", "macro_f1")}, indent=2))
 
 
+def cmd_classifier_ensemble(args) -> None:
+    from ctrldial.classifier import make_ensemble
+
+    make_ensemble([Path(m) for m in args.members], Path(args.out), overwrite=args.overwrite)
+
+
 def cmd_run(args) -> None:
     from ctrldial.run import run
 
@@ -126,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to write eval.json and the heat map (default: the classifier folder)")
     _config_args(p)
     p.set_defaults(func=cmd_classifier_eval)
+    p = clf.add_parser("ensemble", help="judge with several trained classifiers at once (mean of their probabilities)")
+    p.add_argument("members", nargs="+", help="trained classifier folders (same attribute and labels)")
+    p.add_argument("--out", required=True, help="the ensemble folder (the members are copied into it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing classifier in --out")
+    p.set_defaults(func=cmd_classifier_ensemble)
 
     p = sub.add_parser("run", help="train one method, generate for every label, score, write record.json")
     p.add_argument("--out", required=True, help="run folder")

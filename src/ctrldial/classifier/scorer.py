@@ -27,10 +27,10 @@ def read_metadata(folder: Path) -> dict[str, Any]:
         )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = {} if "members" in meta else json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"not a ctrldial classifier: {folder}: unreadable metadata or config.json ({e})") from None
-    if not any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+    if "members" not in meta and not any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
         raise UserError(
             f"not a ctrldial classifier: {folder}/config.json describes {config.get('architectures')}, not a sequence classifier"
         )
@@ -91,6 +91,10 @@ class Scorer:
                 f"classifier {path}: labels {meta['labels']} do not match attribute {meta['attribute']!r} "
                 f"({expected}); retrain it with this version of ctrldial"
             )
+        if "members" in meta:  # an ensemble (classifier/ensemble.py): the members load themselves
+            from ctrldial.classifier.ensemble import Ensemble
+
+            return Ensemble.load_members(path, meta, device)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = AutoModelForSequenceClassification.from_pretrained(str(path)).to(device).eval()
         if model.config.num_labels != len(expected):
