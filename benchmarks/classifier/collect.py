@@ -41,7 +41,9 @@ def collect(name: str, folder: Path, machine: str) -> dict:
     if full.is_file():
         f = json.loads(full.read_text())
         full_split = {"test_utterances": f["n"], "accuracy": f["accuracy"], "macro_f1": f["macro_f1"], "per_class": f["per_class"],
-                      "eval_command": f"ctrldial classifier eval {folder} --out {full.parent} --set data.path={meta['train_config']['data']['path']} --set data.dedup=false"}
+                      "eval_command": f"ctrldial classifier eval {folder} --out {full.parent} --set data.path={ev['data']['source']} --set data.dedup=false"}
+    if "members" in meta:
+        return _collect_ensemble(name, folder, meta, ev, full_split, machine)
     data_path = meta["train_config"]["data"]["path"]
     return {
         "name": name,
@@ -49,7 +51,7 @@ def collect(name: str, folder: Path, machine: str) -> dict:
         "eval_command": f"ctrldial classifier eval {folder} --set data.path={data_path}",
         "machine": machine,
         "base_model": meta["base_model"],
-        "input": meta["input"],
+        "input": _input(meta),
         "train_utterances": meta["train_data"]["utterances"],
         "steps": meta["steps"],
         "train_wall_s": meta["wall_time_s"],
@@ -63,6 +65,40 @@ def collect(name: str, folder: Path, machine: str) -> dict:
         "confusion": ev["confusion"],
         "labels": ev["labels"],
         "history": meta["history"],
+        "full_test_split": full_split,
+        "platform": platform.platform(),
+    }
+
+
+def _input(meta: dict) -> str:
+    turns = meta.get("context_turns", 1 if meta["input"] == "previous" else 0)
+    return "none" if meta["input"] == "none" else "previous" if turns == 1 else f"previous {turns} turns"
+
+
+def _collect_ensemble(name: str, folder: Path, meta: dict, ev: dict, full_split: dict | None, machine: str) -> dict:
+    """An ensemble: its members' training summed (they trained separately), its own test numbers."""
+    members = [read_metadata(folder / m) for m in meta["members"]]
+    data_path = members[0]["train_config"]["data"]["path"]
+    return {
+        "name": name,
+        "train_command": " ".join(["ctrldial classifier ensemble --out", str(folder), *meta["member_sources"]]),
+        "member_train_commands": [" ".join(["ctrldial classifier train --out", src, *_sets(m)]) for src, m in zip(meta["member_sources"], members)],
+        "eval_command": f"ctrldial classifier eval {folder} --set data.path={data_path}",
+        "machine": machine,
+        "base_model": " + ".join(m["base_model"] for m in members),
+        "input": f"ensemble of {len(members)}: " + ", ".join(_input(m) for m in members),
+        "train_utterances": members[0]["train_data"]["utterances"],
+        "steps": sum(m["steps"] for m in members),
+        "train_wall_s": sum(m["wall_time_s"] for m in members),
+        "eval_wall_s": ev["wall_time_s"],
+        "member_validation": [{k: m["validation_metrics"][k] for k in ("step", "accuracy", "macro_f1")} for m in members],
+        "test_utterances": ev["n"],
+        "test_dedup": ev["data"]["dedup"],
+        "accuracy": ev["accuracy"],
+        "macro_f1": ev["macro_f1"],
+        "per_class": ev["per_class"],
+        "confusion": ev["confusion"],
+        "labels": ev["labels"],
         "full_test_split": full_split,
         "platform": platform.platform(),
     }
