@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The act-classifier benchmark: the 3,000-utterance smoke check, both full-train MiniLM classifiers
 # (utterance only; previous utterance + utterance), test evaluation, the class-bias analysis and the
-# results table. About 2 h on a shared 2-core CPU; see README.md.
+# results table. About 5 h on a 2-core CPU; see README.md.
 #   DATA=/path/to/dailydialog OUT=/work bash benchmarks/classifier/run.sh
 set -euo pipefail
 DATA=${DATA:-/work/shared/data/dailydialog}
@@ -29,6 +29,24 @@ for ep in 1 2; do
     ctrldial classifier eval "$OUT/clf-act-$v$sfx" --out "$OUT/clf-act-$v$sfx/eval-full-split" --set data.path="$DATA" --set data.dedup=false
   done
 done
+# more context turns, and two more seeds of the one-turn context model (one epoch each, bf16 autocast)
+full=(--set data.path="$DATA" --set classifier.model=minilm-l6 --set classifier.lr=1e-4 --set classifier.epochs=1
+      --set classifier.eval_every=500 --set classifier.context=previous)
+for k in 2 3; do ctrldial classifier train --out "$OUT/clf3/act-ctx$k" "${full[@]}" --set classifier.context_turns=$k --set classifier.max_length=128; done
+for s in 1 2; do ctrldial classifier train --out "$OUT/clf3/act-ctx1-s$s" "${full[@]}" --set classifier.max_length=96 --set classifier.seed=$s; done
+ctrldial classifier train --out "$OUT/clf3/act-ctx1-lr2e4" "${full[@]}" --set classifier.max_length=96 --set classifier.lr=2e-4  # later lr wins
+# the ensemble judge: every subset of the seven classifiers ranked on validation; test reported beside
+python benchmarks/classifier/select_ensemble.py ctx1="$OUT/clf-act-ctx" ctx1b="$OUT/clf-act-ctx-2ep" ctx1s1="$OUT/clf3/act-ctx1-s1" \
+  ctx1s2="$OUT/clf3/act-ctx1-s2" ctx2="$OUT/clf3/act-ctx2" ctx3="$OUT/clf3/act-ctx3" utt2="$OUT/clf-act-utt-2ep" --data "$DATA" --cache "$OUT/clf3/ens-probs"
+# the subset validation chose
+ctrldial classifier ensemble --out "$OUT/clf3/judge-ens5" "$OUT/clf-act-ctx-2ep" "$OUT/clf3/act-ctx1-s1" "$OUT/clf3/act-ctx1-s2" \
+  "$OUT/clf3/act-ctx3" "$OUT/clf-act-utt-2ep"
+for m in judge-ens5 act-ctx1-s1 act-ctx1-s2 act-ctx2 act-ctx3 act-ctx1-lr2e4; do
+  ctrldial classifier eval "$OUT/clf3/$m" --set data.path="$DATA"
+  ctrldial classifier eval "$OUT/clf3/$m" --out "$OUT/clf3/$m/eval-full-split" --set data.path="$DATA" --set data.dedup=false
+done
+
 for v in utt ctx; do python benchmarks/classifier/class_bias.py "$OUT/clf-act-$v" --name "act-$v" --data "$DATA"; done
 python benchmarks/classifier/collect.py act-utt-3k=/tmp/clf3k act-utt="$OUT/clf-act-utt" act-ctx="$OUT/clf-act-ctx" \
-  act-utt-2ep="$OUT/clf-act-utt-2ep" act-ctx-2ep="$OUT/clf-act-ctx-2ep"
+  act-utt-2ep="$OUT/clf-act-utt-2ep" act-ctx-2ep="$OUT/clf-act-ctx-2ep" act-ctx1-s1="$OUT/clf3/act-ctx1-s1" \
+  act-ctx1-s2="$OUT/clf3/act-ctx1-s2" act-ctx2="$OUT/clf3/act-ctx2" act-ctx3="$OUT/clf3/act-ctx3" act-ctx1-lr2e4="$OUT/clf3/act-ctx1-lr2e4" judge-ens5="$OUT/clf3/judge-ens5"
