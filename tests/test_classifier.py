@@ -290,6 +290,10 @@ def test_ensemble_is_the_mean_of_its_members_each_reading_its_own_input(tmp_path
         ens.score(texts)
     res = evaluate_classifier(tmp_path / "ens", cfg)
     assert res["input"] == "previous" and (tmp_path / "ens" / "eval.json").is_file()
+    from ctrldial.bench import _score_both
+
+    with pytest.raises(UserError, match="is an ensemble.*members/0"):  # the pipeline comparison needs one model folder
+        _score_both(tmp_path / "ens", "act", texts, repeats=1)
 
 
 def test_ensemble_bad_members_are_one_line_errors(tmp_path, dd_dir, tiny_bert, trained, capsys):

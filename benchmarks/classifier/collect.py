@@ -57,16 +57,8 @@ def collect(name: str, folder: Path, machine: str) -> dict:
         "train_wall_s": meta["wall_time_s"],
         "eval_wall_s": ev["wall_time_s"],
         "validation": {k: meta["validation_metrics"][k] for k in ("step", "accuracy", "macro_f1")},
-        "test_utterances": ev["n"],
-        "test_dedup": ev["data"]["dedup"],
-        "accuracy": ev["accuracy"],
-        "macro_f1": ev["macro_f1"],
-        "per_class": ev["per_class"],
-        "confusion": ev["confusion"],
-        "labels": ev["labels"],
         "history": meta["history"],
-        "full_test_split": full_split,
-        "platform": platform.platform(),
+        **_test_fields(ev, full_split),
     }
 
 
@@ -92,13 +84,16 @@ def _collect_ensemble(name: str, folder: Path, meta: dict, ev: dict, full_split:
         "train_wall_s": sum(m["wall_time_s"] for m in members),
         "eval_wall_s": ev["wall_time_s"],
         "member_validation": [{k: m["validation_metrics"][k] for k in ("step", "accuracy", "macro_f1")} for m in members],
+        **_test_fields(ev, full_split),
+    }
+
+
+def _test_fields(ev: dict, full_split: dict | None) -> dict:
+    """What `classifier eval` measured, the same for one classifier and an ensemble."""
+    return {
         "test_utterances": ev["n"],
         "test_dedup": ev["data"]["dedup"],
-        "accuracy": ev["accuracy"],
-        "macro_f1": ev["macro_f1"],
-        "per_class": ev["per_class"],
-        "confusion": ev["confusion"],
-        "labels": ev["labels"],
+        **{k: ev[k] for k in ("accuracy", "macro_f1", "per_class", "confusion", "labels")},
         "full_test_split": full_split,
         "platform": platform.platform(),
     }

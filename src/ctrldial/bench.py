@@ -311,6 +311,11 @@ def _score_both(path: Path, attribute: str, texts: list[str], repeats: int) -> d
     from ctrldial.classifier import Scorer
 
     scorer = Scorer.load(path, attribute)
+    if getattr(scorer, "members", None):
+        raise UserError(
+            f"classifier.path={path} is an ensemble; the scoring bench compares one classifier with transformers' "
+            f"pipeline: pass one of its members ({path}/members/0)"
+        )
     pipe = pipeline("text-classification", model=str(path))
     labels: dict[str, list] = {}
 
