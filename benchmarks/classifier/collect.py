@@ -16,6 +16,7 @@ import platform
 from pathlib import Path
 
 from ctrldial.classifier import read_metadata
+from ctrldial.classifier.scorer import context_turns
 from ctrldial.config import ClassifierConfig, DataConfig
 
 HERE = Path(__file__).resolve().parent
@@ -63,8 +64,8 @@ def collect(name: str, folder: Path, machine: str) -> dict:
 
 
 def _input(meta: dict) -> str:
-    turns = meta.get("context_turns", 1 if meta["input"] == "previous" else 0)
-    return "none" if meta["input"] == "none" else "previous" if turns == 1 else f"previous {turns} turns"
+    turns = context_turns(meta)
+    return "none" if turns == 0 else "previous" if turns == 1 else f"previous {turns} turns"
 
 
 def _collect_ensemble(name: str, folder: Path, meta: dict, ev: dict, full_split: dict | None, machine: str) -> dict:

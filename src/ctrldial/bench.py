@@ -308,10 +308,10 @@ def bench_score(cfg: Config, corpus, n_texts: int, repeats: int) -> dict[str, An
 def _score_both(path: Path, attribute: str, texts: list[str], repeats: int) -> dict[str, Any]:
     from transformers import pipeline
 
-    from ctrldial.classifier import Scorer
+    from ctrldial.classifier import Ensemble, Scorer
 
     scorer = Scorer.load(path, attribute)
-    if getattr(scorer, "members", None):
+    if isinstance(scorer, Ensemble):
         raise UserError(
             f"classifier.path={path} is an ensemble; the scoring bench compares one classifier with transformers' "
             f"pipeline: pass one of its members ({path}/members/0)"

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ctrldial.classifier.scorer import METADATA_FILE, Scorer, read_metadata
+from ctrldial.classifier.scorer import METADATA_FILE, Scorer, context_turns, read_metadata
 from ctrldial.errors import UserError
 from ctrldial.record import write_json
 
@@ -79,7 +79,7 @@ def make_ensemble(members: list[Path], out: Path, overwrite: bool = False) -> di
         os.replace(staging, out / MEMBERS_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    turns = [meta.get("context_turns", 1 if meta["input"] == "previous" else 0) for meta in metas]
+    turns = [context_turns(meta) for meta in metas]
     meta = {
         "format_version": 1,
         "attribute": metas[0]["attribute"],

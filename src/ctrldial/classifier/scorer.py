@@ -40,6 +40,11 @@ def read_metadata(folder: Path) -> dict[str, Any]:
     return meta
 
 
+def context_turns(meta: dict[str, Any]) -> int:
+    """How many earlier turns a classifier reads: 0 for the utterance alone; 1 for folders saved before the key."""
+    return meta.get("context_turns", 1 if meta["input"] == "previous" else 0)
+
+
 def batched_probs(model, features: list[dict[str, list[int]]], pad_id: int, batch_size: int):
     """Softmax probabilities for encoded inputs, in their order: length-sorted batches, no gradient."""
     import torch
@@ -65,8 +70,7 @@ class Scorer:
         self.attribute: str = meta["attribute"]
         self.input: str = meta["input"]
         """`none`: the utterance alone; `previous`: (earlier turns, utterance) pairs."""
-        self.context_turns: int = meta.get("context_turns", 1 if self.input == "previous" else 0)
-        """How many earlier turns the classifier reads (classifiers saved before this key read one)."""
+        self.context_turns: int = context_turns(meta)
         self.max_length: int = meta["max_length"]
 
     @classmethod

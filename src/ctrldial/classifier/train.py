@@ -152,9 +152,10 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # fp16 gradients underflow unscaled
     with_previous = c.context == "previous"
+    turns = c.context_turns if with_previous else 0  # as saved; the fingerprints hash at least the previous utterance, as eval does
 
     def features(examples: list[UtteranceExample]):
-        contexts = [list(ex.history[-c.context_turns :]) for ex in examples] if with_previous else None
+        contexts = [list(ex.history[-turns:]) for ex in examples] if with_previous else None
         return encode(tokenizer, [ex.text for ex in examples], contexts, c.max_length)
 
     train_features, valid_features = features(train), features(valid)
@@ -225,7 +226,7 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
         "attribute": cfg.data.attribute,
         "labels": labels,
         "input": c.context,
-        "context_turns": c.context_turns if with_previous else 0,
+        "context_turns": turns,
         "max_length": c.max_length,
         "normalize": cfg.data.normalize,
         "base_model": c.model,
@@ -235,9 +236,9 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
             "utterances": len(train),
             "available": len(everything),
             "label_counts": {labels[k]: v for k, v in sorted(Counter(ex.label for ex in train).items())},
-            "fingerprint": fingerprint(train, labels, c.context_turns),
+            "fingerprint": fingerprint(train, labels, max(turns, 1)),
         },
-        "validation_data": {"utterances": len(valid), "dedup": cfg.data.dedup, "fingerprint": fingerprint(valid, labels, c.context_turns)},
+        "validation_data": {"utterances": len(valid), "dedup": cfg.data.dedup, "fingerprint": fingerprint(valid, labels, max(turns, 1))},
         "train_config": {
             "classifier": dataclasses.asdict(c),
             "data": {k: getattr(cfg.data, k) for k in ("path", "attribute", "max_train_examples", "dedup", "normalize", "on_error")},
