@@ -71,6 +71,7 @@ CONFIG_CASES = [
     (["classifier", "train", "--out", "{tmp}/c", "--set", "classifier.max_length=4", "--set", "classifier.warmup_ratio=1"],
      "classifier.max_length must be >= 8 (64 covers almost every DailyDialog utterance); classifier.warmup_ratio must be in [0, 1)"),
     (["classifier", "train", "--out", "{tmp}/c", "--set", "classifier.context_turns=0"], "classifier.context_turns must be >= 1"),
+    (["classifier", "train", "--out", "{tmp}/c", "--set", "classifier.label_smoothing=1"], "classifier.label_smoothing must be in [0, 1)"),
     (["data", "stats", "--config", "/no/such.yaml"], "config file /no/such.yaml not found"),
     (["run", "--out", "{tmp}/r", "--set", "model.name=dialogpt-smal", *TINY[2:]], "unknown model alias; did you mean dialogpt-small"),
     (["run", "--out", "{tmp}/r", *TINY, "--set", "method.name=prefix", "--set", "method.num_virtual_tokens=200",

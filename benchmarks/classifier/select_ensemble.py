@@ -38,11 +38,20 @@ def probs(name: str, folder: str, splits: dict, cache: Path) -> dict[str, torch.
     return out
 
 
+def spread(rows: list[dict]) -> dict:
+    """How much the choice of members matters: the test accuracies of every ensemble of a size, summarised."""
+    test = sorted(r["test_accuracy"] for r in rows)
+    return {"count": len(test), "test_min": test[0], "test_median": test[len(test) // 2], "test_max": test[-1],
+            "share_test_at_least_86": round(sum(t >= 86 for t in test) / len(test), 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", metavar="NAME=DIR")
     ap.add_argument("--data", required=True)
     ap.add_argument("--cache", default="ensemble-probs", help="folder for the per-classifier probabilities")
+    ap.add_argument("--out", default="ensemble-selection.json", help="file name under results/")
+    ap.add_argument("--keep", type=int, default=0, help="subsets written in full, best first (0 = all)")
     args = ap.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -71,9 +80,10 @@ def main() -> None:
         "chosen_on_validation": chosen,
         "best_single_on_validation": next(r for r in rows if len(r["members"]) == 1),
         "all_members": next(r for r in rows if len(r["members"]) == len(runs)),
-        "subsets": rows,
+        "ensembles_of_3_or_more": spread([r for r in rows if len(r["members"]) >= 3]),
+        "subsets": rows[: args.keep or None],
     }
-    (HERE / "results" / "ensemble-selection.json").write_text(json.dumps(result, indent=2) + "\n")
+    (HERE / "results" / args.out).write_text(json.dumps(result, indent=2) + "\n")
     print("| members | validation acc | test acc (all 7,740) |\n|---|---|---|")
     for r in rows[:10]:
         print(f"| {' + '.join(r['members'])} | {r['validation_accuracy']:.2f}% | {r['test_accuracy']:.2f}% |")

@@ -168,6 +168,8 @@ class ClassifierConfig:
     eval_every: int = 200
     class_weights: bool = False
     """Weight the loss by inverse class frequency (useful for emotion: 83% is 'no emotion')."""
+    label_smoothing: float = 0.0
+    """Cross-entropy label smoothing (0 = off): spreads this much of the target mass over all classes."""
     warmup_ratio: float = 0.06
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     """Training autocast: `auto` = bf16 on CUDA with bf16 or a CPU with AMX/AVX512-BF16, else fp32."""
@@ -406,6 +408,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("classifier.max_length", lambda v: v >= 8, ">= 8 (64 covers almost every DailyDialog utterance)"),
     ("classifier.context_turns", lambda v: v >= 1, ">= 1 (the number of earlier utterances fed with context=previous)"),
     ("classifier.warmup_ratio", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("classifier.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1) (0.1 is the usual value)"),
 ]
 
 

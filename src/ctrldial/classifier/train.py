@@ -187,7 +187,7 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
         batch = {k: v.to(device) for k, v in pad_batch([train_features[i] for i in idx], tokenizer.pad_token_id).items()}
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = model(**batch).logits
-        loss = F.cross_entropy(logits.float(), train_gold[idx].to(device), weight=weights)
+        loss = F.cross_entropy(logits.float(), train_gold[idx].to(device), weight=weights, label_smoothing=c.label_smoothing)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
