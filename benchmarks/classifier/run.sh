@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The act-classifier benchmark: the 3,000-utterance smoke check, both full-train MiniLM classifiers
 # (utterance only; previous utterance + utterance), test evaluation, the class-bias analysis and the
-# results table. About 5 h on a 2-core CPU; see README.md.
+# results table, and the ensemble judge's three rounds. About 8 h on a 2-core CPU; see README.md.
 #   DATA=/path/to/dailydialog OUT=/work bash benchmarks/classifier/run.sh
 set -euo pipefail
 DATA=${DATA:-/work/shared/data/dailydialog}

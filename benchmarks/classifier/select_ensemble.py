@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ def probs(name: str, folder: str, splits: dict, cache: Path) -> dict[str, torch.
 def spread(rows: list[dict]) -> dict:
     """How much the choice of members matters: the test accuracies of every ensemble of a size, summarised."""
     test = sorted(r["test_accuracy"] for r in rows)
-    return {"count": len(test), "test_min": test[0], "test_median": test[len(test) // 2], "test_max": test[-1],
+    return {"count": len(test), "test_min": test[0], "test_median": round(statistics.median(test), 3), "test_max": test[-1],
             "share_test_at_least_86": round(sum(t >= 86 for t in test) / len(test), 3)}
 
 
