@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -39,3 +40,31 @@ def gpt2_tok():
     from ctrldial.models import gpt2_tokenizer
 
     return gpt2_tokenizer()
+
+
+@pytest.fixture
+def tiny_bert(tmp_path, dd_dir):
+    """A random 2-layer, 32-wide BERT whose WordPiece vocab is every word of the fixture corpus."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from ctrldial.data.normalize import normalize_text
+
+    words = set()
+    for f in dd_dir.glob("*/dialogues_*.txt"):
+        if "_act_" not in f.name and "_emotion_" not in f.name:
+            words |= set(re.findall(r"\w+|[^\w\s]", normalize_text(f.read_text(encoding="utf-8")).lower()))
+    folder = tmp_path / "tiny-bert"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]) + "\n")
+    # from_pretrained(folder): BertTokenizerFast(vocab_file=...) silently builds a 5-token vocab in transformers 5
+    tokenizer = BertTokenizer.from_pretrained(str(folder))
+    assert tokenizer.unk_token_id not in tokenizer("Did you hear the forecast?")["input_ids"]
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ctrldial.bench import bench, bench_config
+from ctrldial.bench import bench, bench_config, format_table
 from ctrldial.errors import UserError
 from ctrldial.models import resolve_encoder
 
@@ -39,6 +39,7 @@ def test_bench_smoke(tmp_path, dd_dir, tiny_encoder):
         assert isinstance(on_disk[key], float) and on_disk[key] > 0, key
     assert 0 <= on_disk["generate_identical_share"] <= 1
     assert on_disk["train"]["ctrldial"]["tokens_per_s"] > 0 and on_disk["train"]["hf_trainer"]["tokens_per_s"] > 0
+    assert on_disk["train"]["examples"] == 3 * 2  # exactly steps × batch: each loop sees every example once
     assert on_disk["generate"]["prompts"] == 2 * 4 and on_disk["generate"]["greedy_loop"]
     assert set(on_disk["generate"]["variants"]) == {"hf_generate_batched", "ctrldial_bf16_autocast"}
     assert on_disk["score"]["texts"] == 16 and on_disk["score"]["trained_here"]
@@ -46,6 +47,33 @@ def test_bench_smoke(tmp_path, dd_dir, tiny_encoder):
     assert 0 < lora["trainable_params"] < lora["total_params"] and lora["peak_rss_mb"] >= lora["rss_after_load_mb"] > 0
     assert {"environment", "packages", "config", "wall_seconds"} <= set(on_disk)
     assert result["train_speedup"] == on_disk["train_speedup"]
+    # head, 3 parts, 2 variants; a blank line; head and 1 method of the memory table
+    assert len(format_table(on_disk).splitlines()) == (2 + 3 + 2) + 1 + (2 + 1)
+
+
+def test_committed_bench_files_still_format():
+    """The committed benchmarks/speed/*/bench.json files stay readable by format_table."""
+    files = sorted((Path(__file__).resolve().parents[1] / "benchmarks/speed").glob("*/bench.json"))
+    assert files
+    for f in files:
+        table = format_table(json.loads(f.read_text()))
+        assert "| training (non-pad tokens/s) |" in table and "| lora |" in table, f
+
+
+def test_memory_probe_runs_as_a_module(tmp_path, dd_dir):
+    """`python -m ctrldial.bench probe JSON` (the memory subprocess) prints one PROBE line."""
+    import subprocess
+    import sys
+
+    cfg, _ = bench_config(True, ["model.name=tiny-gpt2", f"data.path={dd_dir}", "train.batch_size=2"])
+    spec = {"config": cfg.to_dict() | {"method": {**cfg.to_dict()["method"], "name": "zero_shot"}}, "steps": 1, "threads": 1}
+    res = subprocess.run([sys.executable, "-m", "ctrldial.bench", "probe", json.dumps(spec)], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    probe = json.loads([l for l in res.stdout.splitlines() if l.startswith("PROBE ")][-1][len("PROBE "):])
+    assert probe["trainable_params"] == 0 and probe["steps"] == 0 and probe["peak_rss_mb"] > 0
+    usage = subprocess.run([sys.executable, "-m", "ctrldial.bench"], capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 1 and "usage: python -m ctrldial.bench probe JSON" in usage.stderr
 
 
 def test_bench_options_are_checked():

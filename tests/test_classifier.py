@@ -7,7 +7,8 @@ import re
 import pytest
 
 from ctrldial.classifier import METADATA_FILE, Scorer, classification_metrics, evaluate_classifier, read_metadata, train_classifier
-from ctrldial.classifier.data import encode, fingerprint, length_grouped_batches, pad_batch, utterance_examples
+from ctrldial.batching import shuffled_batches
+from ctrldial.classifier.data import encode, fingerprint, pad_batch, utterance_examples
 from ctrldial.cli import main
 from ctrldial.config import build_config
 from ctrldial.data.corpus import ACTS, Corpus, load_corpus
@@ -25,32 +26,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture
-def tiny_bert(tmp_path, dd_dir):
-    """A random 2-layer, 32-wide BERT whose WordPiece vocab is every word of the fixture corpus."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    words = set()
-    for f in dd_dir.glob("*/dialogues_*.txt"):
-        if "_act_" not in f.name and "_emotion_" not in f.name:
-            words |= set(re.findall(r"\w+|[^\w\s]", normalize_text(f.read_text(encoding="utf-8")).lower()))
-    folder = tmp_path / "tiny-bert"
-    folder.mkdir()
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]) + "\n")
-    # from_pretrained(folder): BertTokenizerFast(vocab_file=...) silently builds a 5-token vocab in transformers 5
-    tokenizer = BertTokenizer.from_pretrained(str(folder))
-    assert tokenizer.unk_token_id not in tokenizer("Did you hear the forecast?")["input_ids"]
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def tiny_cfg(dd_dir, model, *extra):
@@ -101,7 +76,7 @@ def test_every_utterance_is_an_example(dd_dir):
 
 def test_length_grouped_batches_cover_each_example_once():
     lengths = [random.Random(1).randint(1, 50) for _ in range(103)]
-    batches = length_grouped_batches(lengths, 8, random.Random(0), group_batches=4)
+    batches = shuffled_batches(lengths, 8, random.Random(0), group_batches=4, longest_first=False)
     assert sorted(i for b in batches for i in b) == list(range(103))
     batch = pad_batch([{"input_ids": [5, 6, 7]}, {"input_ids": [5]}], pad_id=0)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
@@ -332,3 +307,27 @@ def test_ensemble_bad_members_are_one_line_errors(tmp_path, dd_dir, tiny_bert, t
         make_ensemble([tmp_path / "e", utt], tmp_path / "e2")
     with pytest.raises(UserError, match="already holds a classifier"):
         make_ensemble([utt, utt], tmp_path / "e")
+
+
+def test_dialogue_halves_are_disjoint_and_cover_the_split(dd_dir):
+    from ctrldial.classifier.data import dialogue_half
+    from ctrldial.data.corpus import load_corpus
+
+    train = load_corpus(str(dd_dir)).splits["train"]
+    first, second = dialogue_half(train, "first_half"), dialogue_half(train, "second_half")
+    assert first and second and first + second == train and not {id(d) for d in first} & {id(d) for d in second}
+
+
+def test_extra_train_adds_hand_labelled_responses(tmp_path, dd_dir, tiny_bert):
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text('{"context": ["Can you help me?"], "response": "Sure, I will.", "label": "commissive"}\n'
+                     '{"context": [], "response": "Close the door.", "label": "directive"}\n')
+    plain = train_classifier(tiny_cfg(dd_dir, tiny_bert, "classifier.max_steps=2"), tmp_path / "a")
+    more = train_classifier(tiny_cfg(dd_dir, tiny_bert, "classifier.max_steps=2", f"classifier.extra_train={extra}",
+                                     "classifier.extra_repeats=3", "classifier.train_dialogues=first_half"), tmp_path / "b")
+    assert more["train_data"]["extra_train"] == {"path": str(extra), "examples": 2, "repeats": 3}
+    assert more["train_data"]["dialogues"] == "first_half" and more["train_data"]["available"] < plain["train_data"]["available"]
+    assert more["train_data"]["fingerprint"] != plain["train_data"]["fingerprint"]
+    with pytest.raises(UserError, match=r"extra.jsonl:2: `label` 'shout'"):
+        extra.write_text('{"context": [], "response": "Hi.", "label": "inform"}\n{"context": [], "response": "Hi.", "label": "shout"}\n')
+        train_classifier(tiny_cfg(dd_dir, tiny_bert, "classifier.max_steps=2", f"classifier.extra_train={extra}"), tmp_path / "c")

@@ -12,7 +12,7 @@ import yaml
 from ctrldial.chat import Conversation, chat
 from ctrldial.config import build_config
 from ctrldial.demo import DEMO_SWEEP
-from ctrldial.sweep import expand, load_sweep, spec_from_dict
+from ctrldial.sweepspec import expand, load_sweep, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -87,7 +87,7 @@ def test_conversation_commands_and_history():
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    from ctrldial.run import run
+    from ctrldial.pipeline import run
 
     dd = Path(__file__).parent / "fixtures" / "dd"
     out = tmp_path_factory.mktemp("chat") / "lora"

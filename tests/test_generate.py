@@ -8,16 +8,8 @@ import pytest
 import torch
 
 from ctrldial.config import GenerateConfig, MethodConfig, ModelConfig
-from ctrldial.generate import (
-    _Rows,
-    generate_ids,
-    greedy_batch,
-    hf_generate_batch,
-    is_prompt_learning,
-    length_sorted_batches,
-    shared_prefix_groups,
-    uses_greedy_loop,
-)
+from ctrldial.generate import generate_ids, hf_generate_batch, uses_greedy_loop
+from ctrldial.greedy import _Rows, greedy_batch, is_prompt_learning, shared_prefix_groups
 from ctrldial.methods import get_method
 from ctrldial.models import load_model
 

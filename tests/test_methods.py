@@ -5,9 +5,12 @@ import json
 import pytest
 import torch
 
+import ctrldial
+
 from ctrldial.config import build_config
 from ctrldial.methods import METHODS
-from ctrldial.run import apply_method, prepare, run
+from ctrldial.loaded import apply_method, prepare
+from ctrldial.pipeline import run
 from ctrldial.train import collate, token_losses
 
 CPU_METHODS = [m for m, e in METHODS.items() if not e.requires_cuda and m != "peft"]
@@ -39,6 +42,9 @@ def test_method_end_to_end(tmp_path, dd_dir, method):
         assert 0 < rec["cost"]["trainable_params"] <= rec["cost"]["total_params"]
     else:
         assert rec["cost"]["trainable_params"] == 0 and rec["train"] is None
+    # reloaded through the public path, the run regenerates exactly what it recorded (the model that was evaluated)
+    bot = ctrldial.load(tmp_path / method)
+    assert bot.generate_many([r["context"] for r in rows], [r["requested"] for r in rows]) == [r["generation"] for r in rows]
 
 
 @pytest.mark.parametrize("method", TRAINABLE)
@@ -47,10 +53,9 @@ def test_loss_falls_on_repeated_batch(dd_dir, method):
     g = prepare(cfg, torch.device("cpu"))
     from ctrldial.data.corpus import load_corpus
     from ctrldial.data.examples import build_examples
-    from ctrldial.run import encode
 
     exs = build_examples(load_corpus(str(dd_dir)), "train", cfg.data)[:4]
-    enc, _ = encode(g.template, exs, "act")
+    enc, _ = g.encode(exs)
     apply_method(g, total_steps=30)
     batch = collate(enc, g.tokenizer.pad_token_id)
     params = [p for p in g.model.parameters() if p.requires_grad]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ctrldial.errors import UserError
-from ctrldial.report import report
+from ctrldial.reporting import report
 
 ACTS = ["inform", "question", "directive", "commissive"]
 
@@ -116,3 +116,18 @@ def test_report_needs_records(tmp_path):
         report(tmp_path)
     with pytest.raises(UserError, match="no such folder"):
         report(tmp_path / "missing")
+
+
+def test_a_new_metric_is_one_entry_in_metrics(tmp_path, monkeypatch):
+    """Columns, CSV keys and the legend all come from record.METRICS."""
+    from ctrldial import reporting
+    from ctrldial.record import METRICS, Metric
+
+    extra = Metric("metrics.mean_length", "mean length", ".1f", "words per response", None)
+    monkeypatch.setattr(reporting, "METRICS", [*METRICS, extra])
+    fake_run(tmp_path, "a", "lora")
+    page = report(tmp_path).read_text()
+    (row,) = csv.DictReader((tmp_path / "report" / "results.csv").open())
+    assert float(row["mean_length_mean"]) == 8.0 and row["mean_length_std"] == ""
+    assert "| peak MB | mean length | flags |" in (tmp_path / "report" / "results.md").read_text()
+    assert "<dt><b>mean length</b></dt><dd>words per response</dd>" in page

@@ -3,7 +3,7 @@
 import json
 
 from ctrldial.config import build_config
-from ctrldial.run import run
+from ctrldial.pipeline import run
 
 
 def _cfg(dd_dir, seed):

@@ -15,17 +15,9 @@ import yaml
 
 from ctrldial.config import build_config
 from ctrldial.errors import UserError
-from ctrldial.sweep import (
-    expand,
-    format_value,
-    launch_command,
-    load_sweep,
-    lock,
-    run_sweep,
-    select,
-    spec_from_dict,
-    sweep,
-)
+from ctrldial.naming import format_value
+from ctrldial.sweep import launch_command, lock, run_sweep, select, sweep
+from ctrldial.sweepspec import expand, load_sweep, spec_from_dict
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -220,7 +212,7 @@ def test_changed_config_or_interrupted_record_runs_again(finished, capsys):
 
 
 def test_report_of_a_real_sweep(finished):
-    from ctrldial.report import report
+    from ctrldial.reporting import report
 
     _, out = finished
     page = report(out)

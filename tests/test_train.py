@@ -9,7 +9,7 @@ import ctrldial.train as T
 from ctrldial.config import build_config
 from ctrldial.data.template import IGNORE, Encoded
 from ctrldial.errors import UserError
-from ctrldial.run import run
+from ctrldial.pipeline import run
 
 
 def test_length_grouped_batches_cover_everything_once():
@@ -21,6 +21,51 @@ def test_length_grouped_batches_cover_everything_once():
     assert sum(s >= 10 for s in spread) <= 1  # similar lengths share a batch (one batch straddles the two groups)
     assert T.length_grouped_batches(lengths, 4, seed=0, group=True) == batches
     assert T.length_grouped_batches(lengths, 4, seed=1, group=True) != batches
+
+
+def test_batching_sorts_longest_first_and_shuffles_from_its_seed():
+    import random
+
+    from ctrldial.batching import length_sorted_batches, shuffled_batches
+
+    lengths = [3, 9, 3, 1, 9, 5, 3]
+    assert length_sorted_batches(lengths, 3) == [[1, 4, 5], [0, 2, 6], [3]]  # equal lengths keep their order
+    assert length_sorted_batches([], 3) == []
+    assert T.length_grouped_batches(lengths, 2, seed=7, group=True) == shuffled_batches(lengths, 2, random.Random(7))
+    plain = T.length_grouped_batches(lengths, 2, seed=7, group=False)
+    assert plain == shuffled_batches(lengths, 2, random.Random(7), group_batches=None)
+    assert sorted(i for b in plain for i in b) == list(range(len(lengths)))
+    # the classifier keeps one rng across epochs and sorts shortest first inside a group
+    rng = random.Random(0)
+    assert [lengths[i] for i in shuffled_batches(lengths, 7, rng, longest_first=False)[0]] == sorted(lengths)
+    assert shuffled_batches(list(range(40)), 4, rng, group_batches=1) != shuffled_batches(list(range(40)), 4, rng, group_batches=1)
+
+
+def test_train_steps_is_what_the_loop_runs():
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from ctrldial.config import TrainConfig
+
+    cfg = TrainConfig(batch_size=8, max_steps=None, epochs=1.0, mixed_precision="no", tracker="none")
+    assert T.train_steps(100, cfg, 1) == 13  # 12 full batches and a short one
+    assert T.train_steps(100, TrainConfig(batch_size=8, max_steps=None, epochs=2.5, grad_accum=2), 2) == 8  # 13 batches // (2 x 2) = 3 steps an epoch
+    assert T.train_steps(100, TrainConfig(batch_size=8, max_steps=None, epochs=1.0, grad_accum=64), 1) == 1
+    assert T.train_steps(100, TrainConfig(max_steps=5), 4) == 5
+
+    class TinyLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.out = torch.nn.Embedding(16, 4), torch.nn.Linear(4, 16)
+
+        def forward(self, input_ids, attention_mask):
+            return type("Out", (), {"logits": self.out(self.emb(input_ids))})
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    data = [Encoded([1, 2, 3 + i % 5], [IGNORE, 2, 3 + i % 5]) for i in range(100)]
+    steps = []
+    _, result = T.train(TinyLM(), data, [], cfg, 1e-3, 0, Accelerator(cpu=True, mixed_precision="no"), lambda m, s: steps.append(s))
+    assert result.steps == len(steps) == T.train_steps(len(data), cfg, 1)
 
 
 def test_collate_masks_padding_not_eos():
@@ -53,7 +98,7 @@ def test_early_stopping_restores_best_weights(tmp_path, dd_dir, monkeypatch):
     from peft import PeftModel
 
     from ctrldial.config import load_config_dict
-    from ctrldial.run import prepare
+    from ctrldial.loaded import prepare
 
     g = prepare(load_config_dict(rec["config"]), torch.device("cpu"))
     loaded = {n: p for n, p in PeftModel.from_pretrained(g.model, str(tmp_path / "r" / "model")).named_parameters() if "lora_" in n}
@@ -84,7 +129,7 @@ def test_interrupted_run_is_marked_and_can_be_rerun(tmp_path, dd_dir, monkeypatc
     def ctrl_c(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("ctrldial.run.train", ctrl_c)
+    monkeypatch.setattr("ctrldial.pipeline.train", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run(_cfg(dd_dir, "train.max_steps=2"), tmp_path / "r")
     assert json.loads((tmp_path / "r" / "record.json").read_text())["status"] == "interrupted"

@@ -68,25 +68,21 @@ class Conversation:
         return f"[{self.act}] bot> {response or '(empty reply)'}"
 
 
-def chat(run_dir: Path, overrides: list[str] | None = None) -> None:
+def chat(run_dir: Path, overrides: list[str] | None = None, act: str | None = None) -> None:
     """Load RUN_DIR (base model + its adapter) and chat on stdin/stdout until /quit or end of input."""
-    from ctrldial.generate import decode, generate_ids
-    from ctrldial.run import load_run
+    from ctrldial import api
 
     run_dir = Path(run_dir)
-    g = load_run(run_dir, overrides)
-    eos, pad = g.tokenizer.eos_token_id, g.tokenizer.pad_token_id
-
-    def reply(context: tuple[str, ...], act: str) -> str:
-        ids = generate_ids(g.model, [g.template.prompt_ids(context, act)], g.cfg.generate, eos, pad)
-        return decode(g.tokenizer, ids)[0]
-
-    conv = Conversation(list(g.labels), g.cfg.data.max_context_turns, reply)
+    if act is not None:
+        api.check_label(act, api.run_labels(run_dir), "--act")  # before the model loads
+    bot = api.load(run_dir, overrides)
+    cfg = bot.config
+    conv = Conversation(bot.labels, cfg.data.max_context_turns, lambda context, a: bot.generate(list(context), a), act=act or "")
     interactive = sys.stdin.isatty()
     if interactive:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (line editing and history for input())
-    print(f"chat with {run_dir} — {g.cfg.model.name}, {g.cfg.method.name}, acts: {', '.join(conv.labels)}")
+    print(f"chat with {run_dir} — {cfg.model.name}, {cfg.method.name}, acts: {', '.join(conv.labels)}")
     print(f"{HELP}; the model sees the last {conv.max_turns} turns")
     while not conv.done:
         try:

@@ -56,23 +56,32 @@ def cmd_classifier_ensemble(args) -> None:
     make_ensemble([Path(m) for m in args.members], Path(args.out), overwrite=args.overwrite)
 
 
-def cmd_run(args) -> None:
-    from ctrldial.run import run
+def cmd_judge_agreement(args) -> None:
+    from ctrldial.agreement import agreement, format_agreement
 
-    run(_cfg(args), Path(args.out), overwrite=args.overwrite)
+    print(format_agreement(agreement(Path(args.labels), Path(args.classifier), Path(args.out) if args.out else None)))
+    if args.out:
+        print(f"written: {Path(args.out) / 'agreement.json'}")
+
+
+def cmd_run(args) -> None:
+    from ctrldial import api
+
+    api.run(_cfg(args), args.out, overwrite=args.overwrite)
 
 
 def cmd_generate(args) -> None:
-    from ctrldial.run import generate_from_run
+    from ctrldial import api
 
-    print(generate_from_run(Path(args.run_dir), args.label, args.context, overrides=args.overrides))
+    api.check_label(args.label, api.run_labels(args.run_dir), "--label")  # before the model loads (seconds)
+    print(api.load(args.run_dir, args.overrides).generate(args.context, args.label))
 
 
 def cmd_rescore(args) -> None:
-    from ctrldial.run import rescore
+    from ctrldial import api
 
     for d in args.run_dirs:
-        m = rescore(Path(d), Path(args.classifier))["metrics"]
+        m = api.rescore(d, args.classifier)["metrics"]
         print(f"{d}: control_accuracy={m['control_accuracy']:.3f} gold={m['control_accuracy_gold']:.3f}")
 
 
@@ -83,10 +92,9 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from ctrldial.report import report
+    from ctrldial import api
 
-    path = report(Path(args.dir))
-    print(f"report: {path}")
+    print(f"report: {api.report(args.dir)}")
 
 
 def cmd_demo(args) -> None:
@@ -98,7 +106,7 @@ def cmd_demo(args) -> None:
 def cmd_chat(args) -> None:
     from ctrldial.chat import chat
 
-    chat(Path(args.run_dir), overrides=args.overrides)
+    chat(Path(args.run_dir), overrides=args.overrides, act=args.act)
 
 
 def cmd_bench(args) -> None:
@@ -109,7 +117,8 @@ def cmd_bench(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ctrldial", description="Compare PEFT methods for dialogue-act controlled response generation.")
-    ap.add_argument("--debug", action="store_true", help="show full tracebacks")
+    ap.add_argument("--debug", action="store_true", help="show full tracebacks and library warnings")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show library warnings and notes (quiet by default)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="inspect a corpus").add_subparsers(dest="data_command", required=True)
@@ -137,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the ensemble folder (the members are copied into it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing classifier in --out")
     p.set_defaults(func=cmd_classifier_ensemble)
+
+    judge = sub.add_parser("judge", help="validate a judge on hand-labelled generated responses").add_subparsers(
+        dest="judge_command", required=True
+    )
+    p = judge.add_parser("agreement", help="a judge's agreement with hand labels: accuracy, per-class precision/recall, confusion")
+    p.add_argument("labels", help='JSONL: {"context": [...], "response": "...", "label": "directive"} per line (other keys kept)')
+    p.add_argument("--classifier", required=True, help="a trained classifier or ensemble folder")
+    p.add_argument("--out", help="folder for agreement.json (with every verdict)")
+    p.set_defaults(func=cmd_judge_agreement)
 
     p = sub.add_parser("run", help="train one method, generate for every label, score, write record.json")
     p.add_argument("--out", required=True, help="run folder")
@@ -177,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chat", help="chat with a trained run, choosing the act per turn")
     p.add_argument("run_dir")
+    p.add_argument("--act", help="the act of the first replies (default: the run's first label); /act NAME changes it")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_chat)
 
@@ -188,6 +207,30 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def quiet_libraries() -> None:
+    """Library warnings, notes and loading bars off: a run shows ctrldial's progress bars and lines only.
+
+    ``-v`` or ``--debug`` keeps them (e.g. transformers' "newly initialized weights" note when a classifier
+    starts from an encoder, or deprecation warnings after an upgrade).
+    """
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")  # FutureWarning/UserWarning from transformers, peft, accelerate, torch
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name in ("transformers", "peft", "accelerate", "datasets", "huggingface_hub", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 def _terminate(signum, frame):
     raise KeyboardInterrupt  # a scheduler's or `kill`'s SIGTERM ends a run like Ctrl-C: the record says interrupted
 
@@ -195,6 +238,8 @@ def _terminate(signum, frame):
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("CTRLDIAL_DEBUG") == "1"
+    if not (debug or args.verbose):
+        quiet_libraries()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:

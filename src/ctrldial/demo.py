@@ -41,8 +41,9 @@ DEMO_SWEEP: dict[str, Any] = {
 
 def demo(out: Path, config_files: list[str] | None = None, overrides: list[str] | None = None) -> None:
     """Train the judge, run zero-shot, LoRA, prefix and prompt tuning, write the report; finished points are reused."""
-    from ctrldial.report import report
-    from ctrldial.sweep import run_sweep, spec_from_dict
+    from ctrldial.reporting import report
+    from ctrldial.sweep import run_sweep
+    from ctrldial.sweepspec import spec_from_dict
 
     out = Path(out)
     started = time.perf_counter()

@@ -29,6 +29,52 @@ def control_metrics(rows: list[dict[str, Any]], labels: list[str]) -> dict[str, 
     }
 
 
+def _context_key(r: dict[str, Any]) -> tuple:
+    return (r.get("dialogue_id"), r.get("turn"), tuple(r["context"]))
+
+
+def control_ci(rows: list[dict[str, Any]], labels: list[str], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Percentile bootstrap intervals over *contexts* for control accuracy (all acts, gold, per act).
+
+    A context's responses (one per requested act) are resampled together: they share the context, so
+    treating the 4 × N responses as independent would make the intervals too narrow.
+    """
+    import numpy as np
+
+    keys: dict[tuple, int] = {}
+    for r in rows:
+        keys.setdefault(_context_key(r), len(keys))
+    n = len(keys)
+    if n == 0:
+        return {}
+    hits = np.full((n, len(labels)), np.nan)
+    gold = np.full(n, np.nan)
+    for r in rows:
+        if r["requested"] not in labels:
+            continue
+        i, ok = keys[_context_key(r)], float(r["predicted"] == r["requested"])
+        hits[i, labels.index(r["requested"])] = ok
+        if r["requested"] == r["reference_label"]:
+            gold[i] = ok
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def interval(values: np.ndarray) -> list[float] | None:
+        # values: (resamples,) statistics; nan where a resample held none of the needed responses
+        values = values[~np.isnan(values)]
+        return [float(np.percentile(values, lo_q)), float(np.percentile(values, hi_q))] if values.size else None
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sampled = hits[idx]  # (resamples, n, labels)
+        per_label = np.nanmean(sampled, axis=1)  # (resamples, labels)
+        out = {
+            "control_accuracy": interval(np.nanmean(per_label, axis=1)),
+            "control_accuracy_gold": interval(np.nanmean(gold[idx], axis=1)),
+            "per_label_accuracy": {lab: interval(per_label[:, j]) for j, lab in enumerate(labels)},
+        }
+    return {**out, "level": level, "resamples": resamples, "unit": "context"}
+
+
 def distinct_n(texts: list[str], n: int) -> float:
     """Distinct n-grams / all n-grams over the whole set of responses (Li et al., 2016)."""
     total, seen = 0, set()

@@ -1,4 +1,8 @@
-"""The run record: one self-describing JSON per run, written atomically. Tables are built from these."""
+"""The run record: one self-describing JSON per run, written atomically. Tables are built from these.
+
+``RunRecord`` is its schema (``SCHEMA_VERSION``, checked on read); ``METRICS`` is the one table of what a
+record measures — name, column title, format, meaning, direction — that the report reads.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable
+
+from ctrldial.errors import UserError
 
 RECORD = "record.json"
 SCHEMA_VERSION = 1
@@ -45,13 +52,43 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
+    """The record as a dict, or None when it is missing or not valid JSON (lenient: sweeps redo such runs)."""
     p = run_dir / RECORD
     if not p.is_file():
         return None
     try:
         return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def load_record(run_dir: Path) -> dict[str, Any]:
+    """A finished run's record, checked: a missing, damaged, foreign or unfinished one is a one-line error."""
+    p = Path(run_dir) / RECORD
+    if not p.is_file():
+        raise UserError(f"{p}: no run record here; run `ctrldial run --out {run_dir}` first, or pass a run folder")
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{p}: damaged (not valid JSON: {e}); run the same command again to redo this run") from None
+    check_schema(rec, p)
+    if rec.get("status") != "ok":
+        raise UserError(f"{p}: the run is {rec.get('status')!r}, not finished; run it again (`ctrldial run --out {run_dir} ...`)")
+    return rec
+
+
+def check_schema(rec: Any, where: Path) -> None:
+    """A record of this schema, with the keys every reader relies on."""
+    if not isinstance(rec, dict) or "schema" not in rec:
+        raise UserError(f"{where}: not a ctrldial run record (no `schema` key)")
+    if rec["schema"] != SCHEMA_VERSION:
+        raise UserError(
+            f"{where}: record schema {rec['schema']!r}, this ctrldial reads schema {SCHEMA_VERSION}; "
+            "rerun the run with this version (or use the ctrldial version that wrote it)"
+        )
+    missing = [f.name for f in fields(RunRecord) if f.name not in rec]
+    if rec.get("status") == "ok" and missing:
+        raise UserError(f"{where}: damaged record, missing {', '.join(missing)}; run the same command again to redo this run")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -99,13 +136,159 @@ def environment() -> dict[str, Any]:
     }
 
 
-def base_record(config: dict[str, Any], config_hash: str) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA_VERSION,
-        "status": "running",
-        "config": config,
-        "config_hash": config_hash,
-        "packages": package_versions(),
-        "git": git_state(),
-        "environment": environment(),
-    }
+# -- the schema ------------------------------------------------------------------------------------------
+@dataclass
+class Cost:
+    """What a run cost on the machine that ran it."""
+
+    trainable_params: int
+    total_params: int
+    trainable_percent: float
+    train_seconds: float
+    train_tokens_per_second: float | None
+    generate_seconds: float
+    responses_per_second: float | None
+    peak_memory_mb: float
+    processes: int
+    mixed_precision: str
+
+
+@dataclass
+class TrainSummary:
+    steps: int
+    best_step: int
+    best_val_loss: float | None
+    stopped_early: bool
+    lr: float
+    history: list[dict[str, Any]]
+    """One entry per logged step: {step, loss, lr} and {step, val_loss} at validations."""
+    rank_batch_digests: list[str]
+    rank_weight_checksums: list[float]
+
+
+@dataclass
+class DataSummary:
+    train_examples: int
+    train_dropped_too_long: int
+    valid_examples: int
+    eval_contexts: int
+    labels: list[str]
+    removed_duplicates: dict[str, int]
+    skipped_malformed: dict[str, int]
+    train_fingerprint: str
+    eval_fingerprint: str
+
+
+@dataclass
+class Sanity:
+    """Tuned vs base generations on fixed prompts: ``changed`` false means the method had no effect."""
+
+    prompts: int
+    differ: int
+    changed: bool
+
+
+@dataclass
+class RunRecord:
+    """``record.json``. A running or failed run has only the first block; a finished one has all of it."""
+
+    config: dict[str, Any]
+    config_hash: str
+    schema: int = SCHEMA_VERSION
+    status: str = "running"
+    """running | ok | failed | interrupted"""
+    packages: dict[str, str | None] = field(default_factory=package_versions)
+    git: dict[str, Any] = field(default_factory=git_state)
+    environment: dict[str, Any] = field(default_factory=environment)
+    metrics: dict[str, Any] | None = None
+    """Keys of ``METRICS`` (``metrics.*``) plus ``per_label_accuracy`` {label: accuracy}."""
+    cost: Cost | None = None
+    train: TrainSummary | None = None
+    data: DataSummary | None = None
+    sanity: Sanity | None = None
+    warnings: list[str] = field(default_factory=list)
+    judge: str | None = None
+    """The classifier folder that produced the control metrics."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        # the first block leads, as readers of the file expect; a running record stops there
+        order = ["schema", "status", "config", "config_hash", "packages", "git", "environment"]
+        out = {k: d[k] for k in order}
+        if self.status == "ok":
+            out.update((k, d[k]) for k in d if k not in order)
+        return out
+
+
+def write_record(run_dir: Path, record: RunRecord, **extra: Any) -> None:
+    """``record.json`` atomically; ``extra`` adds failure details (error, failed_step, kept_weights, peak_memory_mb)."""
+    write_json(Path(run_dir) / RECORD, {**record.to_dict(), **extra})
+
+
+# -- the metrics table ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Metric:
+    """One measured quantity of a record, as the report shows it."""
+
+    key: str
+    """Path in the record, e.g. ``metrics.bleu`` or ``cost.train_seconds``."""
+    title: str
+    fmt: str
+    """A format spec, or ``params`` (1.2M)."""
+    meaning: str
+    higher_is_better: bool | None
+    """None: neither (a cost that is read, not ranked)."""
+    csv: str = ""
+    """The report's CSV column stem (``_mean`` and ``_std`` follow); empty: ``name``."""
+    by_label: bool = False
+    """The table follows this column with one per requested label (``per_label_metric``)."""
+    percent_of: str = ""
+    """The key of the metric this is a percentage of: shown in that one's cell (``1.2M (0.5%)``), not as a column."""
+
+    @property
+    def name(self) -> str:
+        return self.key.split(".")[-1]
+
+    @property
+    def csv_key(self) -> str:
+        return self.csv or self.name
+
+    def get(self, record: dict[str, Any]) -> Any:
+        v: Any = record
+        for part in self.key.split("."):
+            v = v[part]
+        return v
+
+
+def per_label_metric(label: str) -> Metric:
+    """Control accuracy when ``label`` is requested (a column per label)."""
+    return Metric(f"metrics.per_label_accuracy.{label}", label, ".3f", f"control accuracy when {label} is requested", True,
+                  csv=f"acc_{label}")
+
+
+METRICS: list[Metric] = [
+    Metric("metrics.control_accuracy", "control acc.", ".3f",
+           "share of responses the classifier judges to be of the requested act, averaged over the requested acts "
+           "(every test context is asked for every act); chance is 1 / number of acts", True, by_label=True),
+    Metric("metrics.control_accuracy_gold", "gold-label acc.", ".3f",
+           "control accuracy on the responses requested with the reference's own act (the first experiments' measure)", True),
+    Metric("metrics.bleu", "BLEU", ".2f", "on the responses requested with the reference's own act: overlap with the reference", True),
+    Metric("metrics.distinct_1", "dist-1", ".3f", "distinct unigrams / all unigrams of those responses (variety)", True),
+    Metric("metrics.distinct_2", "dist-2", ".3f", "distinct bigrams / all bigrams of those responses (variety)", True),
+    Metric("metrics.perplexity", "perplexity", ".1f", "of the reference responses under the tuned model", False),
+    Metric("metrics.empty_rate", "empty", ".3f", "share of empty responses", False),
+    Metric("cost.trainable_params", "trainable params (% of model)", "params", "what the method trains (and its share of the model)", None),
+    Metric("cost.trainable_percent", "% of model", ".3g", "trainable parameters as a share of all parameters", None,
+           percent_of="cost.trainable_params"),
+    Metric("cost.train_seconds", "train s", ".0f", "training wall time on the machine that ran it", False),
+    Metric("cost.peak_memory_mb", "peak MB", ",.0f", "peak memory (CUDA allocated, else the process's peak RSS)", False),
+]
+"""Table order (the report's columns, CSV keys and legend); a new metric is one more entry here."""
+
+
+def metric(key: str) -> Metric:
+    """The METRICS entry of ``key`` (its full path or its last part)."""
+    for m in METRICS:
+        if key in (m.key, m.name):
+            return m
+    raise KeyError(key)

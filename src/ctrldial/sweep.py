@@ -1,19 +1,9 @@
-"""`ctrldial sweep`: a grid of configs → one run folder per point; finished points are skipped, the rest resumed.
+"""`ctrldial sweep`: run a sweep file's points, one run folder each; finished points are skipped, the rest resumed.
 
-A sweep file::
-
-    name: my-sweep
-    base: {data: {path: sample}, train: {max_steps: 50}}   # a nested config, like a --config file
-    grid: {model.name: [a, b], method.name: [lora, prefix], train.seed: [0, 1]}   # Cartesian product
-    grids: [{...}, {...}]                                  # more grids (optional)
-    points: [{model.name: c, method.name: qlora}]          # explicit extra points (optional)
-    classifier: {train: true, set: {classifier.epochs: 2}}  # the shared judge (optional)
-    launcher: accelerate launch                             # one launch per point (optional)
-
-Precedence per point: defaults ← base ← --config files ← --set ← the point's own values. Every point is
-built and validated before anything runs. A point is done when its record says ``ok`` and its
-``config_hash`` equals the point's resolved fingerprint; anything else (missing, ``running`` after a kill,
-``failed``, or a changed config) runs again from a clean folder.
+The file and its points (``SweepSpec``, ``expand``) are ``ctrldial.sweepspec``; their folder names are
+``ctrldial.naming``. A point is done when its record says ``ok`` and its ``config_hash`` equals the point's
+resolved fingerprint; anything else (missing, ``running`` after a kill, ``failed``, or a changed config)
+runs again from a clean folder.
 """
 
 from __future__ import annotations
@@ -21,14 +11,11 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import gc
-import itertools
 import os
-import re
 import shlex
 import subprocess
 import sys
 import traceback
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,211 +23,17 @@ from typing import Any, Iterator
 import yaml
 
 from ctrldial.classifier.scorer import METADATA_FILE
-from ctrldial.config import Config, _flatten, _parse_set, config_from_flat, read_yaml_mapping, valid_keys
+from ctrldial.config import config_from_flat, flat_config
 from ctrldial.errors import UserError
-from ctrldial.record import RECORD, base_record, read_record, write_atomic, write_json
+from ctrldial.record import RunRecord, read_record, write_atomic, write_json, write_record
+from ctrldial.sweepspec import Point, SweepSpec, expand, load_sweep
 
-SWEEP_KEYS = ("name", "base", "grid", "grids", "points", "classifier", "launcher")
-CLASSIFIER_KEYS = ("train", "set")
 CLASSIFIER_DIR = "classifier"
 STATE = "sweep.json"
 LOCKS = ".locks"
-MAX_NAME = 120
 
 
-@dataclass
-class SweepSpec:
-    """A parsed sweep file: flat base values, grids of dotted keys → value lists, explicit points."""
-
-    name: str
-    source: str
-    base: dict[str, Any] = field(default_factory=dict)
-    grids: list[dict[str, list[Any]]] = field(default_factory=list)
-    points: list[dict[str, Any]] = field(default_factory=list)
-    train_classifier: bool = True
-    """Train a classifier into DIR/classifier when a point has no classifier.path (false: no control metrics)."""
-    classifier_set: dict[str, Any] = field(default_factory=dict)
-    """Dotted keys applied on top of a point's config to train that classifier (e.g. a larger data budget)."""
-    launcher: str | None = None
-    """Run each point as `LAUNCHER -m ctrldial run …` (e.g. `accelerate launch`); None: in this process."""
-
-
-@dataclass
-class Point:
-    name: str
-    origin: str
-    """Where it came from in the sweep file: `grid 1`, `points[3]`."""
-    values: dict[str, Any]
-    """The keys this point sets itself."""
-    cfg: Config
-
-
-# -- loading ------------------------------------------------------------------------------------------
-def read_yaml(path: Path) -> dict[str, Any]:
-    return read_yaml_mapping(path)
-
-
-def spec_from_dict(tree: dict[str, Any], source: str) -> SweepSpec:
-    """Check the sweep file's shape (not the config keys: ``expand`` does that for every point at once)."""
-    unknown = sorted(set(tree) - set(SWEEP_KEYS))
-    if unknown:
-        raise UserError(f"{source}: unknown top-level key(s) {', '.join(unknown)}; a sweep file has {', '.join(SWEEP_KEYS)}")
-    grids = ([tree["grid"]] if tree.get("grid") is not None else []) + list(tree.get("grids") or [])
-    for i, grid in enumerate(grids, 1):
-        if not isinstance(grid, dict) or not grid:
-            raise UserError(f"{source}: grid {i} must be a mapping of dotted keys to lists, e.g. method.name: [lora, prefix]")
-        for key, values in _flatten(grid).items():
-            if not isinstance(values, list) or not values:
-                raise UserError(f"{source}: grid {i} key {key}: expected a non-empty list of values, got {values!r}")
-    points = tree.get("points") or []
-    if not isinstance(points, list) or not all(isinstance(p, dict) and p for p in points):
-        raise UserError(f"{source}: points must be a list of mappings of dotted keys to values")
-    if not grids and not points:
-        points = [{}]  # a sweep of one point: the base itself
-    base = tree.get("base") or {}
-    if not isinstance(base, dict):
-        raise UserError(f"{source}: base must be a nested config mapping (data:, model:, ...)")
-    clf = tree.get("classifier") or {}
-    bad = sorted(set(clf) - set(CLASSIFIER_KEYS)) if isinstance(clf, dict) else ["(not a mapping)"]
-    if bad:
-        raise UserError(
-            f"{source}: classifier: unknown key(s) {', '.join(bad)}; it takes train (true/false) and set (dotted keys); "
-            "the config's classifier section goes under base:"
-        )
-    if not isinstance(clf.get("set") or {}, dict) or not isinstance(clf.get("train", True), bool):
-        raise UserError(f"{source}: classifier: train must be true or false, set a mapping of dotted keys to values")
-    if not isinstance(tree.get("launcher") or "", str):
-        raise UserError(f"{source}: launcher must be a command line such as `accelerate launch`, or absent")
-    return SweepSpec(
-        name=str(tree.get("name") or Path(source).stem),
-        source=source,
-        base=_flatten(base),
-        grids=[_flatten(g) for g in grids],
-        points=[_flatten(p) for p in points],
-        train_classifier=clf.get("train", True),
-        classifier_set=_flatten(clf.get("set") or {}),
-        launcher=tree.get("launcher") or None,
-    )
-
-
-def load_sweep(path: Path) -> SweepSpec:
-    return spec_from_dict(read_yaml(path), str(path))
-
-
-# -- expansion ----------------------------------------------------------------------------------------
-def _raw_points(spec: SweepSpec) -> Iterator[tuple[str, dict[str, Any]]]:
-    for i, grid in enumerate(spec.grids, 1):
-        keys = list(grid)
-        for combo in itertools.product(*(grid[k] for k in keys)):
-            yield f"grid {i}", dict(zip(keys, combo))
-    for i, values in enumerate(spec.points):
-        yield f"points[{i}]", dict(values)
-
-
-def _check_keys(spec: SweepSpec, base_origin: dict[str, str]) -> None:
-    """Every unknown key in the whole sweep, in one message."""
-    known = set(valid_keys())
-    where: dict[str, list[str]] = {}
-    pairs = [(label, key) for key, label in base_origin.items()] + [("classifier.set", k) for k in spec.classifier_set]
-    pairs += [(f"grid {i}", k) for i, g in enumerate(spec.grids, 1) for k in g]
-    pairs += [(f"points[{i}]", k) for i, p in enumerate(spec.points) for k in p]
-    for label, key in pairs:
-        if key not in known:
-            where.setdefault(label, []).append(key)
-    if where:
-        listed = "; ".join(f"{label}: {', '.join(keys)}" for label, keys in where.items())
-        raise UserError(f"{spec.source}: unknown config key(s) — {listed}. Valid keys: {', '.join(sorted(known))}")
-
-
-def expand(spec: SweepSpec, overrides: list[str] | None = None, config_files: list[str | Path] | None = None) -> list[Point]:
-    """Every point's resolved, validated Config and its folder name; all problems are reported at once."""
-    base, origin = dict(spec.base), {k: "base" for k in spec.base}
-    for f in config_files or []:
-        for k, v in _flatten(read_yaml(Path(f))).items():
-            base[k], origin[k] = v, str(f)
-    for item in overrides or []:
-        k, v = _parse_set(item)
-        base[k], origin[k] = v, "--set"
-    _check_keys(spec, origin)
-    built: list[tuple[str, dict[str, Any], Config]] = []
-    problems: list[str] = []
-    for where, values in _raw_points(spec):
-        flat = {**base, **values}
-        try:
-            cfg = config_from_flat(flat, {**origin, **{k: where for k in values}})
-        except UserError as e:
-            msg = f"{where} {_short_values(values)}: {e}"
-            if msg not in problems:
-                problems.append(msg)
-            continue
-        built.append((where, values, cfg))
-    if problems:
-        raise UserError(f"{spec.source}: {len(problems)} invalid point(s), nothing was run — " + " | ".join(problems))
-    unique: dict[str, tuple[str, dict[str, Any], Config]] = {}
-    for item in built:
-        unique.setdefault(item[2].fingerprint(), item)  # the same resolved config twice runs once
-    kept = list(unique.values())
-    names = point_names([(v, c) for _, v, c in kept])
-    return [Point(n, where, values, cfg) for n, (where, values, cfg) in zip(names, kept)]
-
-
-def _short_values(values: dict[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in values.items()) + "}" if values else "{}"
-
-
-def _flat_config(cfg: Config) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s, sec in cfg.to_dict().items() for k, v in sec.items()}
-
-
-def short_key(key: str) -> str:
-    """`method.name` → `method`, `train.lr` → `lr`."""
-    section, name = key.split(".", 1)
-    return section if name == "name" else name
-
-
-def format_value(value: Any) -> str:
-    """A value as a filesystem-safe piece of a folder name."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif value is None:
-        text = "none"
-    elif isinstance(value, list):
-        text = "+".join(format_value(v) for v in value) or "empty"
-    elif isinstance(value, dict):
-        text = "+".join(f"{k}-{format_value(v)}" for k, v in sorted(value.items())) or "empty"
-    elif isinstance(value, float):
-        text = f"{value:g}"
-    else:
-        text = str(value)
-        if "/" in text.strip("/"):
-            text = text.rstrip("/").rsplit("/", 1)[-1]  # Hub ids and paths: the last part names the model
-    for char, word in (("\\n", "newline"), ("\n", "newline"), ("\\t", "tab"), ("\t", "tab")):
-        text = text.replace(char, word)  # separators: `\n` reads better as a word than as `_`
-    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "_"
-
-
-def point_names(points: list[tuple[dict[str, Any], Config]]) -> list[str]:
-    """Folder names from the keys a point sets that also vary across the sweep; unique and deterministic.
-
-    Two different configs differ in a key that at least one of them sets itself, so their names differ;
-    the rare clash left by shortening or character cleaning gets a hash suffix.
-    """
-    flats = [_flat_config(c) for _, c in points]
-    varying = {k for k in (flats[0] if flats else {}) if len({repr(f[k]) for f in flats}) > 1}
-    used = sorted({k for values, _ in points for k in values if k in varying})
-    shorts = Counter(short_key(k) for k in used)
-    label = {k: short_key(k) if shorts[short_key(k)] == 1 else k for k in used}
-    names = []
-    for (values, cfg), flat in zip(points, flats):
-        keys = sorted((k for k in values if k in varying), key=lambda k: label[k])
-        name = ",".join(f"{label[k]}={format_value(flat[k])}" for k in keys) or "base"
-        if len(name) > MAX_NAME:
-            name = f"{name[: MAX_NAME - 20]}-{cfg.fingerprint()[:8]}"
-        names.append(name)
-    clashes = Counter(n.lower() for n in names)
-    return [f"{n}-{c.fingerprint()[:8]}" if clashes[n.lower()] > 1 else n for n, (_, c) in zip(names, points)]
-
-
+# -- choosing -----------------------------------------------------------------------------------------
 def select(points: list[Point], only: str | None) -> list[Point]:
     """`--only`: a glob (with * ? [) or a substring of the folder name."""
     if not only:
@@ -325,7 +118,7 @@ def ensure_classifier(spec: SweepSpec, point: Point, folders: dict[str, Path]) -
         if (folder / METADATA_FILE).is_file():
             return
         print(f"sweep: training the shared classifier into {folder}", flush=True)
-        flat = {**_flat_config(point.cfg), **spec.classifier_set, "classifier.path": None}
+        flat = {**flat_config(point.cfg), **spec.classifier_set, "classifier.path": None}
         train_classifier(config_from_flat(flat, {k: "classifier.set" for k in spec.classifier_set}), folder, overwrite=True)
 
 
@@ -358,7 +151,7 @@ def _run_point(point: Point, out: Path, launcher: str | None, held: Any) -> str 
     folder = out / point.name
     try:
         if not launcher:
-            from ctrldial.run import run
+            from ctrldial.pipeline import run
 
             run(point.cfg, folder, overwrite=True)
             return None
@@ -377,7 +170,7 @@ def _run_point(point: Point, out: Path, launcher: str | None, held: Any) -> str 
         rec = read_record(folder)
         if rec is None or rec.get("status") != "failed":
             # failed before the run wrote its record (or its process was killed): record it, so the report lists it
-            write_json(folder / RECORD, {**base_record(point.cfg.to_dict(), point.cfg.fingerprint()), "status": "failed", "error": error})
+            write_record(folder, RunRecord(point.cfg.to_dict(), point.cfg.fingerprint(), status="failed"), error=error)
         return error
     finally:
         gc.collect()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from accelerate.utils import gather_object
 from torch.utils.data import DataLoader
 
+from ctrldial.batching import length_grouped_batches
 from ctrldial.config import TrainConfig
 from ctrldial.data.template import IGNORE, Encoded
 from ctrldial.errors import UserError
@@ -26,12 +26,14 @@ from ctrldial.errors import UserError
 class TrainingFailed(Exception):
     """A fault during training (non-finite loss, out of memory): the run is recorded as failed with a hint.
 
-    ``model`` holds the last good weights (the best validation state, if any), so they can still be saved.
+    ``model`` holds the last good weights (the best validation state, if any), so they can still be saved;
+    ``kept_weights`` is the folder they were saved to, once the caller has done so.
     """
 
     def __init__(self, message: str, model=None, step: int = 0):
         super().__init__(message)
         self.model, self.step = model, step
+        self.kept_weights: Path | None = None
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -86,22 +88,6 @@ def resolve_mixed_precision(choice: str, use_cuda: bool) -> str:
 
 
 # -- batches ------------------------------------------------------------------------------------------
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: bool) -> list[list[int]]:
-    """Shuffled batches; with ``group``, examples of similar length share a batch (less padding).
-
-    Lengths are sorted inside random chunks of 50 batches, so batches stay random across the epoch.
-    """
-    rng = random.Random(seed)
-    idx = list(range(len(lengths)))
-    rng.shuffle(idx)
-    if group:
-        chunk = batch_size * 50
-        idx = [i for s in range(0, len(idx), chunk) for i in sorted(idx[s : s + chunk], key=lambda i: -lengths[i])]
-    batches = [idx[s : s + batch_size] for s in range(0, len(idx), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
 class EpochBatches(torch.utils.data.Sampler):
     """A batch sampler whose order changes each epoch (seed + epoch); accelerate shards it across processes."""
 
@@ -113,6 +99,19 @@ class EpochBatches(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size)
+
+
+def train_steps(num_examples: int, cfg: TrainConfig, num_processes: int) -> int:
+    """Optimizer steps the loop runs (fewer only if early stopping ends it): ``max_steps``, else ``epochs`` epochs.
+
+    An epoch is ceil(examples / batch_size) batches (the last one may be short), shared by the processes and
+    accumulated ``grad_accum`` at a time: its whole steps, at least one. The loop stops at this count, and
+    whatever needs the length of the run (the learning-rate decay, AdaLoRA's budget) must take it from here.
+    """
+    if cfg.max_steps:
+        return cfg.max_steps
+    per_epoch = max(-(-num_examples // cfg.batch_size) // (cfg.grad_accum * num_processes), 1)
+    return math.ceil(per_epoch * cfg.epochs)
 
 
 def collate(examples: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
@@ -213,8 +212,7 @@ def _train(model, train_data, valid_data, cfg: TrainConfig, lr: float, pad_id: i
     valid_sorted = sorted(valid_data, key=lambda e: len(e.input_ids))  # sorted: least padding, fixed order
     vloader = DataLoader(valid_sorted, batch_size=cfg.batch_size * 2, collate_fn=lambda b: collate(b, pad_id))
 
-    per_epoch = max(len(loader) // (cfg.grad_accum * accelerator.num_processes), 1)
-    total_steps = cfg.max_steps if cfg.max_steps else math.ceil(per_epoch * cfg.epochs)
+    total_steps = train_steps(len(train_data), cfg, accelerator.num_processes)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, vloader, scheduler = accelerator.prepare(model, optimizer, loader, vloader, scheduler)
 

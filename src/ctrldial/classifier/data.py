@@ -1,4 +1,4 @@
-"""Dialogues → classifier examples → token ids → length-grouped, dynamically padded batches.
+"""Dialogues → classifier examples → token ids → dynamically padded batches (grouped by length in ctrldial.batching).
 
 Every utterance of a split is one example, the first of each dialogue included (its previous utterance
 is empty). The same ``encode`` serves training and scoring, so the judge always sees its inputs in the
@@ -11,7 +11,7 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
 
 from ctrldial.data.corpus import Corpus
 from ctrldial.data.examples import label_names
@@ -46,10 +46,18 @@ def check_attribute(attribute: str) -> list[str]:
     return label_names(attribute)
 
 
-def utterance_examples(corpus: Corpus, split: str, attribute: str, normalize: bool) -> list[UtteranceExample]:
-    """Every utterance of ``split`` with its previous utterance and its label, in corpus order."""
+def dialogue_half(dialogues: list, which: str) -> list:
+    """``all``, or the ``first_half`` / ``second_half`` of the dialogues in corpus order (disjoint, together all)."""
+    if which == "all":
+        return list(dialogues)
+    cut = (len(dialogues) + 1) // 2
+    return list(dialogues[:cut] if which == "first_half" else dialogues[cut:])
+
+
+def utterance_examples(corpus: Corpus, split: str, attribute: str, normalize: bool, dialogues: str = "all") -> list[UtteranceExample]:
+    """Every utterance of ``split`` (of ``dialogues``: all, first_half, second_half) with its history and label, in corpus order."""
     out = []
-    for d in corpus.splits[split]:
+    for d in dialogue_half(corpus.splits[split], dialogues):
         utts = [normalize_text(u) for u in d.utterances] if normalize else d.utterances
         labels = d.acts if attribute == "act" else d.emotions
         for i, (text, label) in enumerate(zip(utts, labels)):
@@ -136,24 +144,41 @@ def pad_batch(features: list[dict[str, list[int]]], pad_id: int) -> dict:
     return batch
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, group_batches: int = 50) -> list[list[int]]:
-    """One epoch of index batches: shuffle, sort each group of ``group_batches`` batches by length, shuffle the batches.
+def read_labelled(path: Path, labels: list[str]) -> list[dict]:
+    """Hand-labelled responses, ``{"context": [...], "response": "...", "label": "..."}`` per line (other keys kept).
 
-    Sorting inside a group keeps pad tokens few; the random groups and batch order keep the epoch shuffled.
+    A bad line is a one-line error ``FILE:LINE: what is wrong``.
     """
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    group = batch_size * group_batches
-    batches = []
-    for start in range(0, len(order), group):
-        chunk = sorted(order[start : start + group], key=lengths.__getitem__)
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; pass a JSONL file of {{context, response, label}} lines")
+    items = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{i}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: not valid JSON ({e.msg}); each line is one object {{\"context\": [...], \"response\": ..., \"label\": ...}}") from None
+        if not isinstance(item, dict):
+            raise UserError(f"{where}: expected a JSON object, got {type(item).__name__}")
+        context = item.get("context", [])
+        if isinstance(context, str):
+            context = [context]
+        if not isinstance(context, list) or not all(isinstance(t, str) for t in context):
+            raise UserError(f"{where}: `context` must be a list of turns (strings), oldest first")
+        if not isinstance(item.get("response"), str):
+            raise UserError(f"{where}: `response` must be a string (the generated reply)")
+        if item.get("label") not in labels:
+            raise UserError(f"{where}: `label` {item.get('label')!r} is not one of {', '.join(labels)}")
+        items.append({**item, "context": context})
+    if not items:
+        raise UserError(f"{path}: no labelled lines")
+    return items
 
 
-def sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
-    """Inference batches: indices sorted by length (longest first, so memory peaks at once)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+def labelled_examples(path: Path, labels: list[str], repeats: int = 1) -> list[UtteranceExample]:
+    """``read_labelled`` items as training examples, each ``repeats`` times (generated text is not normalised: it is natural already)."""
+    items = read_labelled(path, labels)
+    return [UtteranceExample(it["response"], tuple(it["context"]), labels.index(it["label"])) for it in items for _ in range(repeats)]

@@ -1,9 +1,8 @@
-"""Several trained classifiers of one attribute judged as one: the mean of their softmax probabilities.
+"""`ctrldial classifier ensemble`: several trained classifiers of one attribute saved as one judge folder.
 
 An ensemble folder holds its members (copied, so the folder is self-contained) under ``members/`` and a
 ``ctrldial_classifier.json`` whose ``members`` key lists them; ``Scorer.load`` returns an ``Ensemble``
-for it, so `classifier eval`, `run` and `rescore` take it wherever they take one classifier. Each member
-reads its own input shape (utterance alone, or its own number of earlier turns).
+(scorer.py) for it, which judges by the mean of the members' softmax probabilities.
 """
 
 from __future__ import annotations
@@ -14,47 +13,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ctrldial.classifier.scorer import METADATA_FILE, Scorer, context_turns, read_metadata
+from ctrldial.classifier.folder import METADATA_FILE, check_out, context_turns, read_metadata
 from ctrldial.errors import UserError
 from ctrldial.record import write_json
 
 MEMBERS_DIR = "members"
 
 
-class Ensemble(Scorer):
-    """The mean of the members' probabilities; ``score`` and the attributes a caller reads are a Scorer's."""
-
-    def __init__(self, members: list[Scorer], meta: dict[str, Any], path: Path):
-        self.members = members
-        self.meta = meta
-        self.path = path
-        self.labels = list(meta["labels"])
-        self.attribute = meta["attribute"]
-        self.input = meta["input"]
-        self.context_turns = meta["context_turns"]
-        self.max_length = meta["max_length"]
-
-    @classmethod
-    def load_members(cls, path: Path, meta: dict[str, Any], device: str | None = None) -> Ensemble:
-        members = [Scorer.load(path / m, meta["attribute"], device) for m in meta["members"]]
-        for m in members:
-            if m.labels != meta["labels"]:
-                raise UserError(f"ensemble {path}: member {m.path} has labels {m.labels}, the ensemble {meta['labels']}")
-        return cls(members, meta, path)
-
-    def predict_proba(self, texts, contexts=None, batch_size: int = 64):
-        if self.input == "previous" and contexts is None:
-            raise UserError(
-                f"classifier {self.path} has members trained with classifier.context=previous: pass contexts "
-                "(the earlier turns of each text, [] for none)"
-            )
-        return sum(m.predict_proba(texts, contexts, batch_size) for m in self.members) / len(self.members)
-
-
 def make_ensemble(members: list[Path], out: Path, overwrite: bool = False) -> dict[str, Any]:
     """Copy trained classifiers into ``out`` as one ensemble judge; the metadata file is written last."""
-    from ctrldial.classifier.train import _check_out
-
     if len(members) < 2:
         raise UserError(f"an ensemble needs at least 2 classifier folders, got {len(members)}")
     metas = [read_metadata(m) for m in members]
@@ -66,7 +33,7 @@ def make_ensemble(members: list[Path], out: Path, overwrite: bool = False) -> di
                 f"{m} judges {meta['attribute']!r} {meta['labels']}, but {members[0]} judges "
                 f"{metas[0]['attribute']!r} {metas[0]['labels']}: an ensemble's members judge the same labels"
             )
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     (out / METADATA_FILE).unlink(missing_ok=True)  # an overwritten folder is no classifier until complete
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))

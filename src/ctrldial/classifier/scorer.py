@@ -1,48 +1,22 @@
-"""A saved classifier: its folder, its metadata, and the ``Scorer`` that judges generated responses.
+"""The judges: a saved classifier (``Scorer``) or several of one attribute (``Ensemble``), loaded from a folder.
 
-A classifier folder is a standard Hugging Face sequence-classification model (safetensors + tokenizer)
-plus ``ctrldial_classifier.json``, written last, so a folder with that file is a complete classifier.
+``Scorer.load`` reads a classifier folder (folder.py) and returns a ``Scorer``, or an ``Ensemble`` for an
+ensemble folder (built by ensemble.py), so `classifier eval`, `run` and `rescore` take either. Both score
+texts as predicted label names and softmax confidences.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ctrldial.classifier.data import encode, pad_batch, sorted_batches
+from ctrldial.batching import length_sorted_batches
+from ctrldial.classifier.data import encode, pad_batch
+from ctrldial.classifier.folder import METADATA_FILE, context_turns, read_metadata
+from ctrldial.classifier.ngram import KIND, NgramScorer
 from ctrldial.data.examples import label_names
 from ctrldial.data.normalize import normalize_text
 from ctrldial.errors import UserError
-
-METADATA_FILE = "ctrldial_classifier.json"
-
-
-def read_metadata(folder: Path) -> dict[str, Any]:
-    """The classifier's metadata, or UserError if ``folder`` is not a ctrldial classifier."""
-    meta_path = folder / METADATA_FILE
-    if not meta_path.is_file():
-        raise UserError(
-            f"not a ctrldial classifier: {folder} has no {METADATA_FILE}; train one with `ctrldial classifier train --out DIR`"
-        )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        config = {} if "members" in meta else json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"not a ctrldial classifier: {folder}: unreadable metadata or config.json ({e})") from None
-    if "members" not in meta and not any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
-        raise UserError(
-            f"not a ctrldial classifier: {folder}/config.json describes {config.get('architectures')}, not a sequence classifier"
-        )
-    missing = [k for k in ("attribute", "labels", "input", "max_length") if k not in meta]
-    if missing:
-        raise UserError(f"not a ctrldial classifier: {folder}/{METADATA_FILE} lacks {', '.join(missing)}")
-    return meta
-
-
-def context_turns(meta: dict[str, Any]) -> int:
-    """How many earlier turns a classifier reads: 0 for the utterance alone; 1 for folders saved before the key."""
-    return meta.get("context_turns", 1 if meta["input"] == "previous" else 0)
 
 
 def batched_probs(model, features: list[dict[str, list[int]]], pad_id: int, batch_size: int):
@@ -51,7 +25,7 @@ def batched_probs(model, features: list[dict[str, list[int]]], pad_id: int, batc
 
     probs = torch.empty((len(features), model.config.num_labels))
     with torch.inference_mode():
-        for idx in sorted_batches([len(f["input_ids"]) for f in features], batch_size):
+        for idx in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
             batch = pad_batch([features[i] for i in idx], pad_id)
             logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits
             probs[idx] = logits.float().softmax(-1).cpu()
@@ -74,7 +48,7 @@ class Scorer:
         self.max_length: int = meta["max_length"]
 
     @classmethod
-    def load(cls, path: str | Path, attribute: str | None = None, device: str | None = None) -> Scorer:
+    def load(cls, path: str | Path, attribute: str | None = None, device: str | None = None) -> Scorer | NgramScorer:
         """Load a classifier folder; with ``attribute``, refuse one trained for another attribute or label set."""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -95,10 +69,10 @@ class Scorer:
                 f"classifier {path}: labels {meta['labels']} do not match attribute {meta['attribute']!r} "
                 f"({expected}); retrain it with this version of ctrldial"
             )
-        if "members" in meta:  # an ensemble (classifier/ensemble.py): the members load themselves
-            from ctrldial.classifier.ensemble import Ensemble
-
+        if "members" in meta:  # an ensemble folder: the members load themselves
             return Ensemble.load_members(path, meta, device)
+        if meta.get("kind") == KIND:  # the hashed n-gram judge: its own weights file, always on the CPU
+            return NgramScorer.load(path, meta)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = AutoModelForSequenceClassification.from_pretrained(str(path)).to(device).eval()
         if model.config.num_labels != len(expected):
@@ -139,3 +113,37 @@ class Scorer:
         """Predicted label names and their softmax confidences, in the order of ``texts``."""
         conf, pred = self.predict_proba(texts, contexts, batch_size).max(-1)
         return [self.labels[i] for i in pred.tolist()], conf.tolist()
+
+
+class Ensemble(Scorer):
+    """Several classifiers of one attribute judged as one: the mean of their softmax probabilities.
+
+    Each member reads its own input shape (utterance alone, or its own number of earlier turns); ``score``
+    and the attributes a caller reads are a Scorer's.
+    """
+
+    def __init__(self, members: list[Scorer], meta: dict[str, Any], path: Path):
+        self.members = members
+        self.meta = meta
+        self.path = path
+        self.labels = list(meta["labels"])
+        self.attribute = meta["attribute"]
+        self.input = meta["input"]
+        self.context_turns = meta["context_turns"]
+        self.max_length = meta["max_length"]
+
+    @classmethod
+    def load_members(cls, path: Path, meta: dict[str, Any], device: str | None = None) -> Ensemble:
+        members = [Scorer.load(path / m, meta["attribute"], device) for m in meta["members"]]
+        for m in members:
+            if m.labels != meta["labels"]:
+                raise UserError(f"ensemble {path}: member {m.path} has labels {m.labels}, the ensemble {meta['labels']}")
+        return cls(members, meta, path)
+
+    def predict_proba(self, texts, contexts=None, batch_size: int = 64):
+        if self.input == "previous" and contexts is None:
+            raise UserError(
+                f"classifier {self.path} has members trained with classifier.context=previous: pass contexts "
+                "(the earlier turns of each text, [] for none)"
+            )
+        return sum(m.predict_proba(texts, contexts, batch_size) for m in self.members) / len(self.members)

@@ -16,18 +16,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ctrldial.batching import shuffled_batches
 from ctrldial.classifier.data import (
-    UtteranceExample,
-    check_attribute,
-    encode,
-    fingerprint,
-    length_grouped_batches,
-    pad_batch,
-    seeded_subset,
-    utterance_examples,
+    UtteranceExample, check_attribute, encode, fingerprint, labelled_examples, pad_batch, seeded_subset, utterance_examples,
 )
+from ctrldial.classifier.folder import METADATA_FILE, check_out
 from ctrldial.classifier.metrics import classification_metrics
-from ctrldial.classifier.scorer import METADATA_FILE, batched_probs
+from ctrldial.classifier.ngram import KIND, train_ngram
+from ctrldial.classifier.scorer import batched_probs
 from ctrldial.record import write_json
 from ctrldial.config import Config
 from ctrldial.data.corpus import load_corpus
@@ -38,18 +34,6 @@ MAX_VALID_UTTERANCES = 2000
 """Validation sample size: ~3 s per evaluation with MiniLM on 2 CPU cores, and ±1 point of accuracy noise."""
 WEIGHT_DECAY = 0.01  # the usual BERT fine-tuning value; ClassifierConfig leaves it fixed
 MAX_GRAD_NORM = 1.0
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to clobber a classifier (or an unrelated non-empty folder) unless asked to: checked before training."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a folder for the classifier")
-    if overwrite or not out.is_dir():
-        return
-    if (out / METADATA_FILE).is_file():
-        raise UserError(f"--out {out} already holds a classifier; pass --overwrite to replace it, or choose another folder")
-    if any(out.iterdir()):
-        raise UserError(f"--out {out} is not empty and holds no classifier; choose a new folder (or --overwrite to write into it)")
 
 
 def _load_base(name: str, labels: list[str]):
@@ -120,6 +104,8 @@ def _save(model, tokenizer, meta: dict[str, Any], out: Path) -> None:
 
 def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[str, Any]:
     """Fine-tune ``classifier.model`` on every training utterance (or a seeded budget); save the best validation state."""
+    if cfg.classifier.model == KIND:  # the hashed n-gram linear judge (ngram.py), a second architecture
+        return train_ngram(cfg, out, overwrite)
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
@@ -129,12 +115,13 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
     started = time.perf_counter()
     c = cfg.classifier
     labels = check_attribute(cfg.data.attribute)
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
 
     # -- data ---------------------------------------------------------------------------------------
     corpus = load_corpus(cfg.data.path, cfg.data.on_error, dedup=cfg.data.dedup)
-    everything = utterance_examples(corpus, "train", cfg.data.attribute, cfg.data.normalize)
-    train = seeded_subset(everything, cfg.data.max_train_examples, c.seed)
+    everything = utterance_examples(corpus, "train", cfg.data.attribute, cfg.data.normalize, c.train_dialogues)
+    extra = labelled_examples(Path(c.extra_train), labels, c.extra_repeats) if c.extra_train else []
+    train = seeded_subset(everything, cfg.data.max_train_examples, c.seed) + extra
     if not train:
         raise UserError(f"data.path={cfg.data.path}: the train split has no utterances to train the classifier on")
     valid = seeded_subset(
@@ -173,7 +160,7 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
         rng = random.Random(c.seed)
         lengths = [len(f["input_ids"]) for f in train_features]
         while True:  # epochs follow each other; a fractional `epochs` stops mid-epoch
-            yield from length_grouped_batches(lengths, c.batch_size, rng)
+            yield from shuffled_batches(lengths, c.batch_size, rng, longest_first=False)
 
     # -- loop ---------------------------------------------------------------------------------------
     # best = highest validation macro-F1: generations are asked for every label equally often, so every
@@ -235,6 +222,8 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
             "source": corpus.source,
             "utterances": len(train),
             "available": len(everything),
+            "dialogues": c.train_dialogues,
+            "extra_train": {"path": c.extra_train, "examples": len(extra) // c.extra_repeats, "repeats": c.extra_repeats} if extra else None,
             "label_counts": {labels[k]: v for k, v in sorted(Counter(ex.label for ex in train).items())},
             "fingerprint": fingerprint(train, labels, max(turns, 1)),
         },

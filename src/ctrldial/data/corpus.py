@@ -275,6 +275,12 @@ def read_hub(dataset_id: str, on_error: str = "raise") -> Corpus:
 
 def load_corpus(path: str, on_error: str = "raise", dedup: bool = True) -> Corpus:
     """Resolve ``data.path`` (folder, zip, Parquet, Hub id or `sample`) and read it."""
+    if path.startswith("<") and path.endswith(">"):
+        # shipped sweep files say `path: <dailydialog>`: nobody else has the developers' copy of the corpus
+        raise UserError(
+            f"data.path={path} is a placeholder: pass your DailyDialog copy with --set data.path=/path/to/dailydialog "
+            "(the authors' folder with train/ validation/ test/, their zips, Parquet files, or a Hub id such as li2017dailydialog/daily_dialog)"
+        )
     if path == "sample":
         corpus = read_folder(SAMPLE_DIR, on_error)
     else:

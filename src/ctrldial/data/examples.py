@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ctrldial.config import DataConfig
-from ctrldial.data.corpus import ACTS, EMOTIONS, Corpus, Dialogue
+from ctrldial.data.corpus import ACTS, EMOTIONS, Corpus, Dialogue, load_corpus
 from ctrldial.data.normalize import normalize_text
 
 
@@ -92,3 +92,26 @@ def fingerprint(examples: list[Example]) -> str:
     for ex in examples:
         h.update(json.dumps([ex.dialogue_id, ex.turn, ex.context, ex.response, ex.act, ex.emotion]).encode())
     return h.hexdigest()[:16]
+
+
+@dataclass
+class Splits:
+    """What one run reads: the corpus and its seeded samples of training, validation and test examples."""
+
+    corpus: Corpus
+    train: list[Example]
+    valid: list[Example]
+    test: list[Example]
+
+
+def load_splits(cfg: DataConfig, max_train_examples: int | None = None) -> Splits:
+    """The corpus of ``cfg.path`` and the run's samples (training balanced over the label when ``cfg.balance``).
+
+    ``max_train_examples`` overrides ``cfg.max_train_examples`` (the speed bench takes exactly steps × batch).
+    """
+    corpus = load_corpus(cfg.path, cfg.on_error, cfg.dedup)
+    n_train = max_train_examples if max_train_examples is not None else cfg.max_train_examples
+    train = sample_examples(build_examples(corpus, "train", cfg), n_train, cfg.seed, cfg.attribute if cfg.balance else None)
+    valid = sample_examples(build_examples(corpus, "validation", cfg), cfg.max_valid_examples, cfg.seed)
+    test = sample_examples(build_examples(corpus, "test", cfg), cfg.max_eval_examples, cfg.seed)
+    return Splits(corpus, train, valid, test)

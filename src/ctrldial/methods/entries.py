@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ctrldial.config import MethodConfig
+if TYPE_CHECKING:
+    from ctrldial.config import MethodConfig
 from ctrldial.errors import UserError
-from ctrldial.methods import Method, register
+from ctrldial.methods.registry import Method, register
 
 # Per-architecture module names. GPT-2/DialoGPT use Conv1D (weights stored transposed: fan_in_fan_out).
 _GPT2 = {
@@ -41,10 +45,47 @@ def _lora_kwargs(model, cfg: MethodConfig) -> dict[str, Any]:
     )
 
 
+@contextlib.contextmanager
+def _peft_quiet():
+    # peft (<= 0.21) reads transformers 5's deprecated `is_gradient_checkpointing` whenever it wraps a model:
+    # noise on every run, not a fault
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def _wrap(model, peft_config):
     from peft import get_peft_model
 
-    return get_peft_model(model, peft_config)
+    with _peft_quiet():
+        return get_peft_model(model, peft_config)
+
+
+# -- saving and loading ---------------------------------------------------------------------------------
+def save_pretrained(model, folder: Path) -> None:
+    """An adapter (PEFT methods) or the whole model (full fine-tuning), as safetensors."""
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+def load_adapter(model, folder: Path):
+    """The saved adapter on the prepared base model (label tokens added as in training, deterministically)."""
+    from peft import PeftModel
+
+    with _peft_quiet():
+        return PeftModel.from_pretrained(model, str(folder))
+
+
+def load_whole(model, folder: Path):
+    """The saved model itself, in the dtype and on the device of the prepared one.
+
+    Its embeddings include the label tokens as trained; the prepared base (with freshly initialised label
+    rows) is only a template and is discarded.
+    """
+    from transformers import AutoModelForCausalLM
+
+    attn = getattr(model.config, "_attn_implementation", None)
+    loaded = AutoModelForCausalLM.from_pretrained(str(folder), dtype=model.dtype, **({"attn_implementation": attn} if attn else {}))
+    return loaded.to(model.device)
 
 
 def build_zero_shot(model, cfg: MethodConfig, ctx: dict):
@@ -221,17 +262,21 @@ def adalora_step(model, step: int) -> None:
     model.base_model.update_and_allocate(step)
 
 
+ADAPTER = dict(save=save_pretrained, load=load_adapter)
+"""PEFT methods: the adapter is saved and loaded onto the base model."""
+
 register(Method("zero_shot", "the pretrained model, label in the prompt, no training", build_zero_shot, 0.0, trains=False))
-register(Method("full", "full fine-tuning: every weight trains", build_full, 5e-5))
-register(Method("lora", "LoRA adapters on attention and MLP linears", build_lora, 1e-3, mergeable=True))
+register(Method("full", "full fine-tuning: every weight trains", build_full, 5e-5, save=save_pretrained, load=load_whole))
+register(Method("lora", "LoRA adapters on attention and MLP linears", build_lora, 1e-3, mergeable=True, **ADAPTER))
 register(
-    Method("qlora", "LoRA on a 4-bit (NF4) base, bitsandbytes, CUDA only", build_qlora, 1e-3, requires_cuda=True, quantization=qlora_quantization)
+    Method("qlora", "LoRA on a 4-bit (NF4) base, bitsandbytes, CUDA only", build_qlora, 1e-3, requires_cuda=True,
+           quantization=qlora_quantization, **ADAPTER)
 )
-register(Method("adalora", "LoRA with adaptive rank allocation", build_adalora, 1e-3, mergeable=True, after_step=adalora_step))
-register(Method("ia3", "IA3: learned rescaling of keys, values and MLP activations", build_ia3, 3e-2, mergeable=True))
-register(Method("prefix", "prefix tuning: trained key/value prefixes in every layer", build_prefix, 1e-2, virtual_tokens=_virtual))
-register(Method("prompt", "prompt tuning: trained input embeddings (random or text init)", build_prompt, 3e-2, virtual_tokens=_virtual))
-register(Method("p_tuning", "P-tuning: virtual tokens from a small prompt encoder", build_p_tuning, 1e-2, virtual_tokens=_virtual))
+register(Method("adalora", "LoRA with adaptive rank allocation", build_adalora, 1e-3, mergeable=True, after_step=adalora_step, **ADAPTER))
+register(Method("ia3", "IA3: learned rescaling of keys, values and MLP activations", build_ia3, 3e-2, mergeable=True, **ADAPTER))
+register(Method("prefix", "prefix tuning: trained key/value prefixes in every layer", build_prefix, 1e-2, virtual_tokens=_virtual, **ADAPTER))
+register(Method("prompt", "prompt tuning: trained input embeddings (random or text init)", build_prompt, 3e-2, virtual_tokens=_virtual, **ADAPTER))
+register(Method("p_tuning", "P-tuning: virtual tokens from a small prompt encoder", build_p_tuning, 1e-2, virtual_tokens=_virtual, **ADAPTER))
 register(
     Method(
         "peft",
@@ -239,5 +284,6 @@ register(
         build_generic,
         1e-3,
         virtual_tokens=lambda cfg: int(cfg.peft_kwargs.get("num_virtual_tokens", 0)),
+        **ADAPTER,
     )
 )

@@ -6,7 +6,6 @@ the table is built from files. Runs that differ only in their seeds form one row
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
@@ -17,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ctrldial.config import flatten
 from ctrldial.errors import UserError
-from ctrldial.record import RECORD, write_atomic
+from ctrldial.naming import format_value, short_key
+from ctrldial.record import METRICS, RECORD, Metric, metric, per_label_metric, write_atomic
+from ctrldial.report_html import CSS, gallery_html, html_table, img
 
 REPORT_DIR = "report"
 SEED_KEYS = ("train.seed", "data.seed")
@@ -65,10 +67,6 @@ class Row:
 
 
 # -- collecting ---------------------------------------------------------------------------------------
-def _flat(config: dict[str, Any]) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s, sec in (config or {}).items() if isinstance(sec, dict) for k, v in sec.items()}
-
-
 def find_runs(root: Path) -> list[Run]:
     runs = []
     for p in sorted(root.rglob(RECORD)):
@@ -79,14 +77,8 @@ def find_runs(root: Path) -> list[Run]:
             rec = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             rec = {"status": "unreadable", "error": f"{p}: not valid JSON"}
-        runs.append(Run(str(rel) if str(rel) != "." else root.name, rec, _flat(rec.get("config", {})), p.parent))
+        runs.append(Run(str(rel) if str(rel) != "." else root.name, rec, flatten(rec.get("config", {})), p.parent))
     return runs
-
-
-def _method_order() -> list[str]:
-    from ctrldial.methods import METHODS
-
-    return list(METHODS)
 
 
 def group_runs(ok: list[Run]) -> list[Row]:
@@ -94,7 +86,7 @@ def group_runs(ok: list[Run]) -> list[Row]:
 
     A row's variant label names only its values that differ from the most common one, so the usual runs
     read `lora` and a template variant reads `lora label_position=first`."""
-    from ctrldial.sweep import format_value, short_key
+    from ctrldial.methods import METHODS
 
     def value(r: Run, k: str) -> str:
         return json.dumps(r.flat.get(k), sort_keys=True)
@@ -107,10 +99,10 @@ def group_runs(ok: list[Run]) -> list[Row]:
         variant = ",".join(f"{short_key(k)}={format_value(r.flat.get(k))}" for k in varying if value(r, k) != modal[k])
         key = (r.flat.get("model.name"), r.flat.get("method.name"), tuple(value(r, k) for k in varying))
         rows.setdefault(key, Row(str(key[0]), str(key[1]), variant)).runs.append(r)
-    order = _method_order()
+    order = list(METHODS)  # methods in registry order, models by size
     size: dict[str, float] = {}
     for row in rows.values():
-        size[row.model] = max(size.get(row.model, 0.0), *row.values(_cost("total_params")), 0.0)
+        size[row.model] = max(size.get(row.model, 0.0), *row.values(lambda rec: rec["cost"]["total_params"]), 0.0)
     return sorted(rows.values(), key=lambda w: (size[w.model], w.model, order.index(w.method) if w.method in order else len(order), w.variant))
 
 
@@ -124,30 +116,13 @@ def labels_of(runs: list[Run]) -> list[str]:
 
 
 # -- the table ----------------------------------------------------------------------------------------
-def _metric(name: str) -> Callable[[dict[str, Any]], Any]:
-    return lambda rec: rec["metrics"][name]
-
-
-def _cost(name: str) -> Callable[[dict[str, Any]], Any]:
-    return lambda rec: rec["cost"][name]
-
-
-def columns(labels: list[str]) -> list[tuple[str, str, Callable, str]]:
-    """(csv key, header, getter, number format)."""
-    cols = [("control_accuracy", "control acc.", _metric("control_accuracy"), ".3f")]
-    cols += [(f"acc_{lab}", lab, (lambda lab: lambda rec: rec["metrics"]["per_label_accuracy"][lab])(lab), ".3f") for lab in labels]
-    cols += [
-        ("control_accuracy_gold", "gold-label acc.", _metric("control_accuracy_gold"), ".3f"),
-        ("bleu", "BLEU", _metric("bleu"), ".2f"),
-        ("distinct_1", "dist-1", _metric("distinct_1"), ".3f"),
-        ("distinct_2", "dist-2", _metric("distinct_2"), ".3f"),
-        ("perplexity", "perplexity", _metric("perplexity"), ".1f"),
-        ("empty_rate", "empty", _metric("empty_rate"), ".3f"),
-        ("trainable_params", "trainable params (% of model)", _cost("trainable_params"), "params"),
-        ("trainable_percent", "% of model", _cost("trainable_percent"), ".3g"),
-        ("train_seconds", "train s", _cost("train_seconds"), ".0f"),
-        ("peak_memory_mb", "peak MB", _cost("peak_memory_mb"), ",.0f"),
-    ]
+def columns(labels: list[str]) -> list[Metric]:
+    """Every metric of the table and the CSV, in order: METRICS, with the per-label ones where they belong."""
+    cols = []
+    for m in METRICS:
+        cols.append(m)
+        if m.by_label:
+            cols += [per_label_metric(lab) for lab in labels]
     return cols
 
 
@@ -175,19 +150,20 @@ def flags(row: Row) -> str:
 def table(rows: list[Row], labels: list[str]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
     """Header and cells for Markdown/HTML, and machine-readable rows for CSV."""
     cols = columns(labels)
-    shown = [c for c in cols if c[0] != "trainable_percent"]  # shown inside the parameter count's cell
-    header = ["model", "method", "seeds"] + [c[1] for c in shown] + ["flags"]
+    shown = [m for m in cols if not m.percent_of]  # a percentage is shown inside its count's cell
+    header = ["model", "method", "seeds"] + [m.title for m in shown] + ["flags"]
     cells, csv_rows = [], []
     for row in rows:
-        text = {c[0]: cell(row.values(c[2]), c[3]) for c in cols}
-        if text["trainable_params"] != "n/a":
-            text["trainable_params"] += f" ({text['trainable_percent'].split(' ')[0]}%)"
-        cells.append([row.model, row.label, str(len(row.runs))] + [text[c[0]] for c in shown] + [flags(row)])
+        text = {m.key: cell(row.values(m.get), m.fmt) for m in cols}
+        for m in cols:
+            if m.percent_of and text[m.percent_of] != "n/a":
+                text[m.percent_of] += f" ({text[m.key].split(' ')[0]}%)"
+        cells.append([row.model, row.label, str(len(row.runs))] + [text[m.key] for m in shown] + [flags(row)])
         rec: dict[str, Any] = {"model": row.model, "method": row.method, "variant": row.variant, "seeds": len(row.runs)}
-        for key, _, get, _ in cols:
-            vals = row.values(get)
-            rec[f"{key}_mean"] = statistics.fmean(vals) if vals else None
-            rec[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
+        for m in cols:
+            vals = row.values(m.get)
+            rec[f"{m.csv_key}_mean"] = statistics.fmean(vals) if vals else None
+            rec[f"{m.csv_key}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
         rec["flags"] = flags(row)
         rec["runs"] = " ".join(r.folder for r in row.runs)
         csv_rows.append(rec)
@@ -233,14 +209,10 @@ def _color(rows: list[Row], row: Row) -> str:
     return f"C{list(dict.fromkeys(r.label for r in rows)).index(row.label) % 10}"
 
 
-def _label_acc(lab: str) -> Callable[[dict[str, Any]], Any]:
-    return lambda rec: rec["metrics"]["per_label_accuracy"][lab]
-
-
 def plot_control_vs_params(rows: list[Row], path: Path) -> bool:
     def draw(ax, rs: list[Row]) -> None:
         for row in rs:
-            acc, params = row.values(_metric("control_accuracy")), row.values(_cost("trainable_params"))
+            acc, params = row.values(metric("control_accuracy").get), row.values(metric("trainable_params").get)
             if not acc:
                 continue
             y, err = statistics.fmean(acc), statistics.stdev(acc) if len(acc) > 1 else 0.0
@@ -253,20 +225,20 @@ def plot_control_vs_params(rows: list[Row], path: Path) -> bool:
             ax.annotate(row.label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set(xscale="log", xlabel="trainable parameters (log)", ylabel="control accuracy", ylim=(0, 1))
 
-    return _panels(rows, path, lambda r: bool(r.values(_metric("control_accuracy"))), draw)
+    return _panels(rows, path, lambda r: bool(r.values(metric("control_accuracy").get)), draw)
 
 
 def plot_per_label(rows: list[Row], labels: list[str], path: Path) -> bool:
     def draw(ax, rs: list[Row]) -> None:
         width = 0.8 / len(rs)
         for i, row in enumerate(rs):
-            means = [statistics.fmean(v) if (v := row.values(_label_acc(lab))) else 0.0 for lab in labels]
+            means = [statistics.fmean(v) if (v := row.values(per_label_metric(lab).get)) else 0.0 for lab in labels]
             ax.bar([j + (i - (len(rs) - 1) / 2) * width for j in range(len(labels))], means, width, label=row.label, color=_color(rows, row))
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
         ax.set(ylim=(0, 1), ylabel="control accuracy")
         ax.legend(fontsize=7, ncols=2)
 
-    return _panels(rows, path, lambda r: any(r.values(_label_acc(lab)) for lab in labels), draw)
+    return _panels(rows, path, lambda r: any(r.values(per_label_metric(lab).get) for lab in labels), draw)
 
 
 def _history(row: Row) -> list[dict[str, Any]]:
@@ -325,58 +297,23 @@ def gallery(rows: list[Row], n: int = GALLERY_CONTEXTS) -> list[dict[str, Any]]:
     return out
 
 
-# -- HTML ---------------------------------------------------------------------------------------------
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1px solid #ccc;padding:4px 7px;vertical-align:top}
-.wide{overflow-x:auto}table.g{table-layout:fixed;width:100%}table.g td{overflow-wrap:anywhere}
-th{background:#f2f2f2;text-align:left}td.n{text-align:right;white-space:nowrap}img{max-width:100%;border:1px solid #eee}
-.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}.ctx{color:#555;font-size:13px}.ok{color:#1a7f37}.bad{color:#b42318}
-.muted{color:#777;font-size:13px}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"""
-
-READING = [
-    ("control acc.", "share of responses the classifier judges to be of the requested act, averaged over the requested acts "
-                     "(every test context is asked for every act); chance is 1 / number of acts"),
-    ("per-act columns", "the same, for each requested act"),
-    ("gold-label acc.", "control accuracy on the responses requested with the reference's own act (the first experiments' measure)"),
-    ("BLEU, dist-1/2", "on the responses requested with the reference's own act: overlap with the reference, and distinct n-grams (variety)"),
-    ("perplexity", "of the reference responses under the tuned model"),
-    ("empty", "share of empty responses"),
-    ("trainable params (% of model)", "what the method trains; train s and peak MB are its cost on the machine that ran it"),
+# -- the legend ---------------------------------------------------------------------------------------
+ROW_NOTES = [
     ("± and seeds", "mean ± standard deviation over the seeds of that row; n/a: not measured (e.g. no classifier)"),
     ("⚠ same as base model", "on the fixed sanity prompts the tuned model generated exactly what the base model did: the method had no effect"),
 ]
+"""What the table shows besides its metrics (each metric explains itself: ``Metric.meaning``)."""
 
 
-def _html_table(header: list[str], cells: list[list[str]], numeric_from: int = 0) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td{' class=n' if numeric_from and i >= numeric_from else ''}>{html.escape(c)}</td>"
-                                    for i, c in enumerate(line)) + "</tr>" for line in cells)
-    return f"<div class=wide><table><tr>{head}</tr>{body}</table></div>"
-
-
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _gallery_html(items: list[dict[str, Any]], labels: list[str]) -> str:
-    parts = []
-    for it in items:
-        ctx = "".join(f"<li>{html.escape(u)}</li>" for u in it["context"]) or "<li><em>(no context)</em></li>"
-        parts.append(f"<h3>{html.escape(str(it['dialogue_id']))}, turn {it['turn']}</h3><ol class=ctx>{ctx}</ol>"
-                     f"<p class=ctx>reference ({html.escape(str(it['reference_label']))}): {html.escape(str(it['reference']))}</p>")
-        head = "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
-        body = ""
-        for model, label, gens in it["rows"]:
-            tds = ""
-            for lab in labels:
-                g = gens.get(lab) or {}
-                pred = g.get("predicted")
-                mark = "" if pred is None else (f" <span class=ok>✓</span>" if pred == lab else f" <span class=bad>✗ {html.escape(pred)}</span>")
-                tds += f"<td>{html.escape(g.get('generation', '')) or '<em>(empty)</em>'}{mark}</td>"
-            body += f"<tr><th>{html.escape(model)}<br>{html.escape(label)}</th>{tds}</tr>"
-        parts.append(f"<table class=g><tr><th>run</th>{head}</tr>{body}</table>")
-    return "".join(parts)
+def reading(labels: list[str]) -> list[tuple[str, str]]:
+    """The entries of "How to read this report": every column (one entry for the per-label ones), then the row notes."""
+    entries = []
+    for m in METRICS:
+        if not m.percent_of:
+            entries.append((m.title, m.meaning))
+        if m.by_label and labels:
+            entries.append((", ".join(labels), per_label_metric("that act").meaning))
+    return entries + ROW_NOTES
 
 
 # -- the report ---------------------------------------------------------------------------------------
@@ -440,16 +377,16 @@ def report(dir: Path) -> Path:
          f"Built from the run records under {html.escape(str(root))}.</p>"]
     h += [f"<p class=note>{html.escape(n)}</p>" for n in notes]
     if rows:
-        h += ["<h2>Comparison</h2><p class=muted>mean ± std over seeds; one row per model × method</p>", _html_table(header, cells, 3)]
+        h += ["<h2>Comparison</h2><p class=muted>mean ± std over seeds; one row per model × method</p>", html_table(header, cells, 3)]
     for title, path in figures:
-        h += [f"<h2>{html.escape(title)}</h2>", _img(path, title)]
+        h += [f"<h2>{html.escape(title)}</h2>", img(path, title)]
     items = gallery(rows)
     if items:
         h += ["<h2>Samples</h2><p class=muted>The same test contexts for every run (lowest seed); ✓/✗: the classifier's verdict.</p>",
-              _gallery_html(items, labels)]
+              gallery_html(items, labels)]
     if problem_cells:
-        h += ["<h2>Failed and incomplete runs</h2>", _html_table(problem_header, problem_cells)]
-    h += ["<h2>How to read this report</h2><dl>"] + [f"<dt><b>{html.escape(k)}</b></dt><dd>{html.escape(v)}</dd>" for k, v in READING]
+        h += ["<h2>Failed and incomplete runs</h2>", html_table(problem_header, problem_cells)]
+    h += ["<h2>How to read this report</h2><dl>"] + [f"<dt><b>{html.escape(k)}</b></dt><dd>{html.escape(v)}</dd>" for k, v in reading(labels)]
     h += ["</dl></body></html>\n"]
     page = out / "report.html"
     write_atomic(page, "".join(h))

@@ -1,0 +1,44 @@
+"""bench.json → Markdown tables (printed, and pasted into benchmarks/speed/README.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PARTS = [
+    # (bench.json key, row title, rate unit, baseline key, speedup key, agreement key)
+    ("train", "training (non-pad tokens/s)", "tokens_per_s", "hf_trainer", "train_speedup", None),
+    ("generate", "generation (responses/s)", "responses_per_s", "hf_per_example", "generate_speedup", "identical_share"),
+    ("score", "scoring (utterances/s)", "utterances_per_s", "hf_pipeline", "score_speedup", "same_label_share"),
+]
+VARIANTS = {
+    "hf_generate_batched": "generation: Hugging Face `generate` on left-padded batches",
+    "ctrldial_bf16_autocast": "generation: ctrldial under bf16 autocast",
+}
+
+
+def format_table(r: dict[str, Any]) -> str:
+    """The speed table (one row per part measured, then the generation variants) and the memory table."""
+    rows = ["| part | ctrldial | Hugging Face baseline | speedup | agreement |", "|---|---:|---:|---:|---:|"]
+    for key, title, unit, base, ratio, agree in PARTS:
+        if key in r:
+            p = r[key]
+            rows.append(f"| {title} | {p['ctrldial'][unit]:.1f} | {p[base][unit]:.1f} | {r[ratio]:.2f}× | "
+                        f"{'' if agree is None else f'{100 * p[agree]:.1f}% identical'} |")
+    for name, v in r.get("generate", {}).get("variants", {}).items():
+        base = r["generate"]["hf_per_example"]["responses_per_s"]
+        rows.append(f"| {VARIANTS.get(name, name)} | {v['responses_per_s']:.1f} | {base:.1f} | "
+                    f"{v['responses_per_s'] / base:.2f}× | {100 * v['identical_share']:.1f}% identical |")
+    text = "\n".join(rows)
+    if "memory" in r:
+        text += "\n\n" + memory_table(r["memory"])
+    return text
+
+
+def memory_table(memory: dict[str, Any]) -> str:
+    mem = ["| method | trainable params | trainable % | peak RSS (MB) | RSS after load (MB) |", "|---|---:|---:|---:|---:|"]
+    for name, m in memory.items():
+        if "error" in m:
+            mem.append(f"| {name} | failed: {m['error']} | | | |")
+        else:
+            mem.append(f"| {name} | {m['trainable_params']:,} | {m['trainable_percent']:.3f} | {m['peak_rss_mb']:.0f} | {m['rss_after_load_mb']:.0f} |")
+    return "\n".join(mem)

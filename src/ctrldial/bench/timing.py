@@ -1,0 +1,35 @@
+"""How the bench measures: alternating runs on a machine whose speed drifts, medians, ratios."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, Callable
+
+from ctrldial.errors import UserError
+
+
+def alternate(a: Callable[[], float], b: Callable[[], float], repeats: int, extra_a: bool = False) -> tuple[list[float], list[float]]:
+    """Rates of ``a`` and ``b`` measured alternately; ``extra_a`` runs the cheap side once more at the end."""
+    ra, rb = [], []
+    for _ in range(repeats):
+        ra.append(a())
+        rb.append(b())
+    if extra_a:
+        ra.append(a())
+    return ra, rb
+
+
+def summary(rates: list[float], unit: str) -> dict[str, Any]:
+    """The median rate (what the tables show) and every run's rate."""
+    return {unit: statistics.median(rates), "runs": rates}
+
+
+def ratio(part: dict[str, Any], unit: str, ours: str, base: str) -> float:
+    return part[ours][unit] / part[base][unit]
+
+
+def steady_rate(ends: list[float], tokens: list[int]) -> float:
+    """Tokens/s from the end of the first step to the end of the last: one-off warm-up excluded for both loops."""
+    if len(ends) < 2:
+        raise UserError("train.max_steps: the bench needs at least 2 steps")
+    return sum(tokens[1 : len(ends)]) / (ends[-1] - ends[0])

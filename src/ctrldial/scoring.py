@@ -1,0 +1,79 @@
+"""Scoring generations: the judge's verdict per response, control metrics, reference perplexity, rescoring."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ctrldial.errors import UserError
+from ctrldial.metrics import control_metrics
+from ctrldial.record import RECORD, load_record, write_json, write_jsonl
+from ctrldial.train import collate, token_losses
+
+NO_JUDGE = {"control_accuracy": None, "control_accuracy_gold": None, "control_accuracy_other": None, "per_label_accuracy": {}}
+"""Control metrics of a run without a classifier: not measured."""
+
+
+def load_judge(path: str | Path | None, attribute: str):
+    """The classifier (or ensemble) that judges generations, or None when no ``classifier.path`` is set."""
+    if not path:
+        return None
+    from ctrldial.classifier import Scorer
+
+    return Scorer.load(Path(path), attribute)
+
+
+def score_rows(judge, rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+    """Judge every generation (in place: ``predicted``, ``confidence``) and compute the control metrics."""
+    pred, conf = judge.score([r["generation"] for r in rows], [r["context"] for r in rows])
+    for r, p, c in zip(rows, pred, conf):
+        # an empty reply has no act: it never counts as following the request
+        r["predicted"], r["confidence"] = (p, c) if r["generation"].strip() else (None, None)
+    return control_metrics(rows, labels)
+
+
+@torch.inference_mode()
+def perplexity(model, encoded: list, pad_id: int, batch_size: int) -> float | None:
+    """exp(mean token loss) of the reference responses; virtual tokens take part as in training."""
+    if not encoded:
+        return None
+    device = next(model.parameters()).device
+    s = n = 0.0
+    data = sorted(encoded, key=lambda e: len(e.input_ids))
+    for i in range(0, len(data), batch_size):
+        batch = {k: v.to(device) for k, v in collate(data[i : i + batch_size], pad_id).items()}
+        ls, nt = token_losses(model, batch)
+        s, n = s + ls.item(), n + nt.item()
+    return float(torch.exp(torch.tensor(s / max(n, 1))))
+
+
+def read_generations(path: Path) -> list[dict[str, Any]]:
+    """``generations.jsonl`` rows; a damaged line is a one-line error naming the file and line."""
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{i}: not valid JSON ({e.msg}); the run folder is damaged, rerun the run") from None
+    return rows
+
+
+def rescore(run_dir: Path, classifier: Path) -> dict[str, Any]:
+    """Score a finished run's generations again with another classifier; the record says which judged it."""
+    run_dir = Path(run_dir)
+    record = load_record(run_dir)
+    gens = run_dir / "generations.jsonl"
+    if not gens.is_file():
+        raise UserError(f"{gens}: missing; a finished run writes it — rerun the run")
+    judge = load_judge(classifier, record["config"]["data"]["attribute"])
+    rows = read_generations(gens)
+    record["metrics"].update(score_rows(judge, rows, record["data"]["labels"]))
+    record["judge"] = str(classifier)
+    record.setdefault("rescored", []).append({"classifier": str(classifier), "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    write_jsonl(gens, rows)
+    write_json(run_dir / RECORD, record)
+    return record
