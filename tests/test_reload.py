@@ -136,3 +136,32 @@ def test_python_api_run_load_report(tmp_path, dd_dir):
         bot.generate("Hi.", "shouting")
     page = ctrldial.report(tmp_path / "runs")
     assert page.name == "report.html" and "lora" in page.read_text()
+
+
+def test_rescore_as_an_extra_judge_keeps_the_primary_and_a_validated_judge_is_corrected(lora_run, tmp_path, dd_dir, tiny_bert):
+    import shutil
+
+    from ctrldial.agreement import agreement
+    from ctrldial.classifier import train_classifier
+
+    clf = tmp_path / "clf"
+    train_classifier(build_config(None, [f"data.path={dd_dir}", f"classifier.model={tiny_bert}", "classifier.max_steps=5",
+                                         "classifier.eval_every=5", "classifier.max_length=48"]), clf)
+    folder = tmp_path / "r"
+    shutil.copytree(lora_run, folder)
+    primary = ctrldial.rescore(folder, clf)
+    before = (folder / "generations.jsonl").read_text()
+    rows = _rows(folder)
+    labels = tmp_path / "hand.jsonl"  # a "hand-labelled" set on which this judge is always right
+    labels.write_text("".join(json.dumps({"context": r["context"], "response": r["generation"], "label": r["predicted"]}) + "\n"
+                              for r in rows if r["predicted"]))
+    agreement(labels, clf, out=clf)  # the judge now carries its validation: clf/agreement.json
+    rec = ctrldial.rescore(folder, clf, name="second")
+    assert (folder / "generations.jsonl").read_text() == before and rec["metrics"] == primary["metrics"]
+    second = rec["judges"]["second"]["metrics"]
+    assert second["control_accuracy"] == primary["metrics"]["control_accuracy"]
+    lo, hi = second["ci"]["control_accuracy"]
+    assert lo <= second["control_accuracy"] <= hi
+    # validated on exactly these responses, where it is always right: the correction changes nothing
+    assert second["corrected_control_accuracy"] == pytest.approx(second["control_accuracy"])
+    assert second["corrected_by"]["validation"] == str(clf / "agreement.json")

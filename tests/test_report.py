@@ -120,14 +120,35 @@ def test_report_needs_records(tmp_path):
 
 def test_a_new_metric_is_one_entry_in_metrics(tmp_path, monkeypatch):
     """Columns, CSV keys and the legend all come from record.METRICS."""
-    from ctrldial import reporting
+    from ctrldial import report_table
     from ctrldial.record import METRICS, Metric
 
     extra = Metric("metrics.mean_length", "mean length", ".1f", "words per response", None)
-    monkeypatch.setattr(reporting, "METRICS", [*METRICS, extra])
+    monkeypatch.setattr(report_table, "METRICS", [*METRICS, extra])
     fake_run(tmp_path, "a", "lora")
     page = report(tmp_path).read_text()
     (row,) = csv.DictReader((tmp_path / "report" / "results.csv").open())
     assert float(row["mean_length_mean"]) == 8.0 and row["mean_length_std"] == ""
     assert "| peak MB | mean length | flags |" in (tmp_path / "report" / "results.md").read_text()
     assert "<dt><b>mean length</b></dt><dd>words per response</dd>" in page
+
+
+def test_second_judge_columns_intervals_and_disagreement_flag(tmp_path):
+    a = fake_run(tmp_path, "a", "lora", control=0.5)
+    b = fake_run(tmp_path, "b", "prefix", control=0.4)
+    for folder, other, ci in ((a, 0.48, [0.45, 0.51]), (b, 0.7, [0.66, 0.74])):
+        rec = json.loads((folder / "record.json").read_text())
+        lo = rec["metrics"]["control_accuracy"]
+        rec["metrics"]["ci"] = {"control_accuracy": [lo - 0.03, lo + 0.03]}
+        rec["judges"] = {"ngram": {"path": "j2", "metrics": {"control_accuracy": other, "ci": {"control_accuracy": ci},
+                                                             "corrected_control_accuracy": other - 0.1}}}
+        (folder / "record.json").write_text(json.dumps(rec))
+    report(tmp_path)
+    md = (tmp_path / "report" / "results.md").read_text()
+    assert "control acc. [ngram]" in md and "corrected [ngram]" in md
+    lora = next(line for line in md.splitlines() if "| lora |" in line)
+    prefix = next(line for line in md.splitlines() if "| prefix |" in line)
+    assert "0.500 [0.470, 0.530]" in lora and "judges disagree" not in lora  # the intervals overlap
+    assert "⚠ judges disagree (ngram)" in prefix  # 0.37–0.43 vs 0.66–0.74
+    rows = {r["method"]: r for r in csv.DictReader((tmp_path / "report" / "results.csv").open())}
+    assert float(rows["prefix"]["control_accuracy_ngram_mean"]) == 0.7 and float(rows["lora"]["control_accuracy_ci_low"]) == 0.47

@@ -92,8 +92,8 @@ def report(runs_dir: str | Path) -> Path:
     return build_report(Path(runs_dir))
 
 
-def rescore(run_dir: str | Path, classifier: str | Path) -> dict[str, Any]:
-    """Judge a finished run's generations again with another classifier; returns the updated record."""
+def rescore(run_dir: str | Path, classifier: str | Path, name: str | None = None) -> dict[str, Any]:
+    """Judge a finished run's generations again with another classifier (``name``: as an additional judge); returns the record."""
     from ctrldial.scoring import rescore as rescore_run
 
-    return rescore_run(Path(run_dir), Path(classifier))
+    return rescore_run(Path(run_dir), Path(classifier), name)

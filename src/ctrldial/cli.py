@@ -81,8 +81,12 @@ def cmd_rescore(args) -> None:
     from ctrldial import api
 
     for d in args.run_dirs:
-        m = api.rescore(d, args.classifier)["metrics"]
-        print(f"{d}: control_accuracy={m['control_accuracy']:.3f} gold={m['control_accuracy_gold']:.3f}")
+        rec = api.rescore(d, args.classifier, name=args.as_name)
+        m = rec["judges"][args.as_name]["metrics"] if args.as_name else rec["metrics"]
+        lo, hi = m["ci"]["control_accuracy"] or (float("nan"), float("nan"))
+        corrected = m.get("corrected_control_accuracy")
+        print(f"{d}: control_accuracy={m['control_accuracy']:.3f} [{lo:.3f}, {hi:.3f}] gold={m['control_accuracy_gold']:.3f}"
+              + (f" corrected={corrected:.3f}" if corrected is not None else ""))
 
 
 def cmd_sweep(args) -> None:
@@ -172,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rescore", help="judge finished runs' generations again with another classifier")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--classifier", required=True, help="a trained classifier folder")
+    p.add_argument("--as", dest="as_name", metavar="NAME",
+                   help="score as an additional judge NAME (record.judges.NAME); the primary judge's figures stay")
     p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("sweep", help="run a grid of configs, skipping finished points")
@@ -252,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("ctrldial: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # `ctrldial … | head`: the reader left; nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -244,6 +244,10 @@ class Metric:
     """The table follows this column with one per requested label (``per_label_metric``)."""
     percent_of: str = ""
     """The key of the metric this is a percentage of: shown in that one's cell (``1.2M (0.5%)``), not as a column."""
+    ci: str = ""
+    """Path of its 95% interval [lo, hi] in the record, if it has one."""
+    by_judge: bool = False
+    """The table follows this column with each additional judge's (``judge_metrics``)."""
 
     @property
     def name(self) -> str:
@@ -254,10 +258,17 @@ class Metric:
         return self.csv or self.name
 
     def get(self, record: dict[str, Any]) -> Any:
-        v: Any = record
-        for part in self.key.split("."):
-            v = v[part]
-        return v
+        return _at(record, self.key)
+
+    def interval(self, record: dict[str, Any]) -> list[float] | None:
+        return _at(record, self.ci) if self.ci else None
+
+
+def _at(record: dict[str, Any], path: str) -> Any:
+    v: Any = record
+    for part in path.split("."):
+        v = v[part]
+    return v
 
 
 def per_label_metric(label: str) -> Metric:
@@ -266,10 +277,26 @@ def per_label_metric(label: str) -> Metric:
                   csv=f"acc_{label}")
 
 
+def judge_metrics(name: str) -> list[Metric]:
+    """An additional judge's columns (``ctrldial rescore RUN --classifier J --as NAME``): its control accuracy and corrected control."""
+    base = f"judges.{name}.metrics"
+    return [
+        Metric(f"{base}.control_accuracy", f"control acc. [{name}]", ".3f", f"control accuracy as judge {name} sees it", True,
+               csv=f"control_accuracy_{name}", ci=f"{base}.ci.control_accuracy"),
+        Metric(f"{base}.corrected_control_accuracy", f"corrected [{name}]", ".3f",
+               f"judge {name}'s control accuracy corrected by its validation on hand labels", True, csv=f"corrected_control_accuracy_{name}"),
+    ]
+
+
 METRICS: list[Metric] = [
     Metric("metrics.control_accuracy", "control acc.", ".3f",
            "share of responses the classifier judges to be of the requested act, averaged over the requested acts "
-           "(every test context is asked for every act); chance is 1 / number of acts", True, by_label=True),
+           "(every test context is asked for every act); chance is 1 / number of acts", True, by_label=True,
+           ci="metrics.ci.control_accuracy"),
+    Metric("metrics.corrected_control_accuracy", "corrected control", ".3f",
+           "control accuracy re-read through the judge's validation on held-out hand labels: the mean over requested acts a of "
+           "Σ_v q(v|a)·P(true=a | judge=v), q the share the judge calls v (ctrldial/correction.py); n/a: the judge has no "
+           "agreement.json", True, by_judge=True),
     Metric("metrics.control_accuracy_gold", "gold-label acc.", ".3f",
            "control accuracy on the responses requested with the reference's own act (the first experiments' measure)", True),
     Metric("metrics.bleu", "BLEU", ".2f", "on the responses requested with the reference's own act: overlap with the reference", True),

@@ -19,7 +19,8 @@ from typing import Any, Callable
 from ctrldial.config import flatten
 from ctrldial.errors import UserError
 from ctrldial.naming import format_value, short_key
-from ctrldial.record import METRICS, RECORD, Metric, metric, per_label_metric, write_atomic
+from ctrldial.record import RECORD, metric, per_label_metric, write_atomic
+from ctrldial.report_table import judges_of, markdown_table, reading, table
 from ctrldial.report_html import CSS, gallery_html, html_table, img
 
 REPORT_DIR = "report"
@@ -113,67 +114,6 @@ def labels_of(runs: list[Run]) -> list[str]:
             if lab not in seen:
                 seen.append(lab)
     return seen
-
-
-# -- the table ----------------------------------------------------------------------------------------
-def columns(labels: list[str]) -> list[Metric]:
-    """Every metric of the table and the CSV, in order: METRICS, with the per-label ones where they belong."""
-    cols = []
-    for m in METRICS:
-        cols.append(m)
-        if m.by_label:
-            cols += [per_label_metric(lab) for lab in labels]
-    return cols
-
-
-def _num(v: float, fmt: str) -> str:
-    if fmt == "params":
-        for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-            if abs(v) >= div:
-                return f"{v / div:.3g}{unit}"
-        return f"{v:.0f}"
-    return format(v, fmt)
-
-
-def cell(vals: list[float], fmt: str) -> str:
-    if not vals:
-        return "n/a"
-    mean = statistics.fmean(vals)
-    return _num(mean, fmt) + (f" ± {_num(statistics.stdev(vals), fmt)}" if len(vals) > 1 and fmt != "params" else "")
-
-
-def flags(row: Row) -> str:
-    same = [r for r in row.runs if (r.record.get("sanity") or {}).get("changed") is False]
-    return f"⚠ same as base model ({len(same)}/{len(row.runs)} runs)" if same else ""
-
-
-def table(rows: list[Row], labels: list[str]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
-    """Header and cells for Markdown/HTML, and machine-readable rows for CSV."""
-    cols = columns(labels)
-    shown = [m for m in cols if not m.percent_of]  # a percentage is shown inside its count's cell
-    header = ["model", "method", "seeds"] + [m.title for m in shown] + ["flags"]
-    cells, csv_rows = [], []
-    for row in rows:
-        text = {m.key: cell(row.values(m.get), m.fmt) for m in cols}
-        for m in cols:
-            if m.percent_of and text[m.percent_of] != "n/a":
-                text[m.percent_of] += f" ({text[m.key].split(' ')[0]}%)"
-        cells.append([row.model, row.label, str(len(row.runs))] + [text[m.key] for m in shown] + [flags(row)])
-        rec: dict[str, Any] = {"model": row.model, "method": row.method, "variant": row.variant, "seeds": len(row.runs)}
-        for m in cols:
-            vals = row.values(m.get)
-            rec[f"{m.csv_key}_mean"] = statistics.fmean(vals) if vals else None
-            rec[f"{m.csv_key}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
-        rec["flags"] = flags(row)
-        rec["runs"] = " ".join(r.folder for r in row.runs)
-        csv_rows.append(rec)
-    return header, cells, csv_rows
-
-
-def markdown_table(header: list[str], cells: list[list[str]]) -> str:
-    esc = [[c.replace("|", "\\|") for c in line] for line in [header, *cells]]
-    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(line) + " |" for line in esc[1:]]
-    return "\n".join(lines) + "\n"
 
 
 def _error_line(run: Run) -> str:
@@ -297,25 +237,6 @@ def gallery(rows: list[Row], n: int = GALLERY_CONTEXTS) -> list[dict[str, Any]]:
     return out
 
 
-# -- the legend ---------------------------------------------------------------------------------------
-ROW_NOTES = [
-    ("± and seeds", "mean ± standard deviation over the seeds of that row; n/a: not measured (e.g. no classifier)"),
-    ("⚠ same as base model", "on the fixed sanity prompts the tuned model generated exactly what the base model did: the method had no effect"),
-]
-"""What the table shows besides its metrics (each metric explains itself: ``Metric.meaning``)."""
-
-
-def reading(labels: list[str]) -> list[tuple[str, str]]:
-    """The entries of "How to read this report": every column (one entry for the per-label ones), then the row notes."""
-    entries = []
-    for m in METRICS:
-        if not m.percent_of:
-            entries.append((m.title, m.meaning))
-        if m.by_label and labels:
-            entries.append((", ".join(labels), per_label_metric("that act").meaning))
-    return entries + ROW_NOTES
-
-
 # -- the report ---------------------------------------------------------------------------------------
 def report(dir: Path) -> Path:
     """Write DIR/report/{results.md, results.csv, *.png, report.html}; return the path of report.html."""
@@ -332,7 +253,7 @@ def report(dir: Path) -> Path:
     running = [r for r in runs if r.status == "running"]
     rows = group_runs(ok)
     labels = labels_of(ok)
-    header, cells, csv_rows = table(rows, labels)
+    header, cells, csv_rows = table(rows, labels, judges_of(ok))
 
     notes = []
     if not ok:
@@ -386,7 +307,7 @@ def report(dir: Path) -> Path:
               gallery_html(items, labels)]
     if problem_cells:
         h += ["<h2>Failed and incomplete runs</h2>", html_table(problem_header, problem_cells)]
-    h += ["<h2>How to read this report</h2><dl>"] + [f"<dt><b>{html.escape(k)}</b></dt><dd>{html.escape(v)}</dd>" for k, v in reading(labels)]
+    h += ["<h2>How to read this report</h2><dl>"] + [f"<dt><b>{html.escape(k)}</b></dt><dd>{html.escape(v)}</dd>" for k, v in reading(labels, judges_of(ok))]
     h += ["</dl></body></html>\n"]
     page = out / "report.html"
     write_atomic(page, "".join(h))

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ctrldial.errors import UserError
-from ctrldial.metrics import control_metrics
+from ctrldial.metrics import control_ci, control_metrics
 from ctrldial.record import RECORD, load_record, write_json, write_jsonl
 from ctrldial.train import collate, token_losses
 
@@ -27,13 +27,36 @@ def load_judge(path: str | Path | None, attribute: str):
     return Scorer.load(Path(path), attribute)
 
 
+VALIDATION = "agreement.json"
+"""In a judge's folder: its agreement with held-out hand labels (`ctrldial judge agreement LABELS --classifier J --out J`)."""
+
+
 def score_rows(judge, rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
-    """Judge every generation (in place: ``predicted``, ``confidence``) and compute the control metrics."""
+    """Judge every generation (in place: ``predicted``, ``confidence``) and compute the control metrics.
+
+    Besides control accuracy: 95% bootstrap intervals over contexts (``ci``), and, when the judge folder holds
+    its validation on hand labels (``agreement.json``), the human-corrected control (ctrldial/correction.py).
+    """
     pred, conf = judge.score([r["generation"] for r in rows], [r["context"] for r in rows])
     for r, p, c in zip(rows, pred, conf):
         # an empty reply has no act: it never counts as following the request
         r["predicted"], r["confidence"] = (p, c) if r["generation"].strip() else (None, None)
-    return control_metrics(rows, labels)
+    metrics = {**control_metrics(rows, labels), "ci": control_ci(rows, labels)}
+    metrics.update(corrected_metrics(judge, rows, labels))
+    return metrics
+
+
+def corrected_metrics(judge, rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+    """``corrected_control_accuracy`` (+ per label, + the file it rests on) when the judge was validated, else nothing."""
+    from ctrldial.correction import corrected_control, precision_table
+
+    validation = Path(getattr(judge, "path", "")) / VALIDATION
+    if not validation.is_file():
+        return {}
+    agreement = json.loads(validation.read_text(encoding="utf-8"))
+    c = corrected_control(rows, labels, precision_table(agreement["verdicts"], labels))
+    return {"corrected_control_accuracy": c["control_accuracy"], "corrected_per_label_accuracy": c["per_label_accuracy"],
+            "corrected_by": {"validation": str(validation), "labels": agreement.get("labels_file"), "n": agreement.get("n")}}
 
 
 @torch.inference_mode()
@@ -62,8 +85,12 @@ def read_generations(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def rescore(run_dir: Path, classifier: Path) -> dict[str, Any]:
-    """Score a finished run's generations again with another classifier; the record says which judged it."""
+def rescore(run_dir: Path, classifier: Path, name: str | None = None) -> dict[str, Any]:
+    """Score a finished run's generations again with another classifier; the record says which judged it.
+
+    With ``name``, the classifier is an additional judge: its figures go to ``record["judges"][name]`` and the
+    primary judge's metrics and verdicts stay as they are.
+    """
     run_dir = Path(run_dir)
     record = load_record(run_dir)
     gens = run_dir / "generations.jsonl"
@@ -71,6 +98,13 @@ def rescore(run_dir: Path, classifier: Path) -> dict[str, Any]:
         raise UserError(f"{gens}: missing; a finished run writes it — rerun the run")
     judge = load_judge(classifier, record["config"]["data"]["attribute"])
     rows = read_generations(gens)
+    if name:
+        copies = [dict(r) for r in rows]  # the primary verdicts in generations.jsonl stay
+        metrics = score_rows(judge, copies, record["data"]["labels"])
+        record.setdefault("judges", {})[name] = {"path": str(classifier), "metrics": metrics}
+        record.setdefault("rescored", []).append({"classifier": str(classifier), "as": name, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        write_json(run_dir / RECORD, record)
+        return record
     record["metrics"].update(score_rows(judge, rows, record["data"]["labels"]))
     record["judge"] = str(classifier)
     record.setdefault("rescored", []).append({"classifier": str(classifier), "at": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -1,0 +1,141 @@
+"""The report's comparison table: columns from the METRICS table (and the per-label and per-judge ones), cells, flags, legend."""
+
+from __future__ import annotations
+
+import statistics
+from typing import TYPE_CHECKING, Any
+
+from ctrldial.record import METRICS, Metric, judge_metrics, per_label_metric
+
+if TYPE_CHECKING:
+    from ctrldial.reporting import Row
+
+
+def judges_of(runs: list) -> list[str]:
+    """Names of the additional judges (``ctrldial rescore --as NAME``) found in the runs' records, first seen first."""
+    seen: list[str] = []
+    for r in runs:
+        for name in r.record.get("judges") or {}:
+            if name not in seen:
+                seen.append(name)
+    return seen
+
+
+def columns(labels: list[str], judges: list[str] = ()) -> list[Metric]:
+    """Every metric of the table and the CSV, in order: METRICS, the per-label ones and each extra judge's where they belong."""
+    cols = []
+    for m in METRICS:
+        cols.append(m)
+        if m.by_label:
+            cols += [per_label_metric(lab) for lab in labels]
+        if m.by_judge:
+            cols += [jm for name in judges for jm in judge_metrics(name)]
+    return cols
+
+
+def _num(v: float, fmt: str) -> str:
+    if fmt == "params":
+        for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+            if abs(v) >= div:
+                return f"{v / div:.3g}{unit}"
+        return f"{v:.0f}"
+    return format(v, fmt)
+
+
+def cell(vals: list[float], fmt: str) -> str:
+    if not vals:
+        return "n/a"
+    mean = statistics.fmean(vals)
+    return _num(mean, fmt) + (f" ± {_num(statistics.stdev(vals), fmt)}" if len(vals) > 1 and fmt != "params" else "")
+
+
+def _interval(record: dict[str, Any], m: Metric) -> list[float] | None:
+    try:
+        return m.interval(record)
+    except (KeyError, TypeError):
+        return None
+
+
+def _ci_text(row: Row, m: Metric) -> str:
+    """`` [lo, hi]`` for a one-run row whose record holds the metric's 95% interval."""
+    if not m.ci or len(row.runs) != 1:
+        return ""
+    ci = _interval(row.runs[0].record, m)
+    return f" [{_num(ci[0], m.fmt)}, {_num(ci[1], m.fmt)}]" if ci else ""
+
+
+def judges_disagree(record: dict[str, Any], judges: list[str]) -> list[str]:
+    """The extra judges whose control-accuracy interval does not overlap the primary judge's."""
+    primary = _interval(record, METRICS[0])
+    out = []
+    for name in judges:
+        other = _interval(record, judge_metrics(name)[0])
+        if primary and other and (other[0] > primary[1] or other[1] < primary[0]):
+            out.append(name)
+    return out
+
+
+def flags(row: Row, judges: list[str] = ()) -> str:
+    notes = []
+    same = [r for r in row.runs if (r.record.get("sanity") or {}).get("changed") is False]
+    if same:
+        notes.append(f"⚠ same as base model ({len(same)}/{len(row.runs)} runs)")
+    apart = sorted({name for r in row.runs for name in judges_disagree(r.record, list(judges))})
+    if apart:
+        notes.append(f"⚠ judges disagree ({', '.join(apart)})")
+    return "; ".join(notes)
+
+
+def table(rows: list[Row], labels: list[str], judges: list[str] = ()) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+    """Header and cells for Markdown/HTML, and machine-readable rows for CSV."""
+    cols = columns(labels, judges)
+    shown = [m for m in cols if not m.percent_of]  # a percentage is shown inside its count's cell
+    header = ["model", "method", "seeds"] + [m.title for m in shown] + ["flags"]
+    cells, csv_rows = [], []
+    for row in rows:
+        text = {m.key: cell(row.values(m.get), m.fmt) + _ci_text(row, m) for m in cols}
+        for m in cols:
+            if m.percent_of and text[m.percent_of] != "n/a":
+                text[m.percent_of] += f" ({text[m.key].split(' ')[0]}%)"
+        cells.append([row.model, row.label, str(len(row.runs))] + [text[m.key] for m in shown] + [flags(row, judges)])
+        rec: dict[str, Any] = {"model": row.model, "method": row.method, "variant": row.variant, "seeds": len(row.runs)}
+        for m in cols:
+            vals = row.values(m.get)
+            rec[f"{m.csv_key}_mean"] = statistics.fmean(vals) if vals else None
+            rec[f"{m.csv_key}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
+            if m.ci:
+                ci = _interval(row.runs[0].record, m) if len(row.runs) == 1 else None
+                rec[f"{m.csv_key}_ci_low"], rec[f"{m.csv_key}_ci_high"] = ci if ci else (None, None)
+        rec["flags"] = flags(row, judges)
+        rec["runs"] = " ".join(r.folder for r in row.runs)
+        csv_rows.append(rec)
+    return header, cells, csv_rows
+
+
+def markdown_table(header: list[str], cells: list[list[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in line] for line in [header, *cells]]
+    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(line) + " |" for line in esc[1:]]
+    return "\n".join(lines) + "\n"
+
+
+# -- the legend ---------------------------------------------------------------------------------------
+ROW_NOTES = [
+    ("± and seeds", "mean ± standard deviation over the seeds of that row; n/a: not measured (e.g. no classifier)"),
+    ("[lo, hi]", "for a one-seed row: the 95% bootstrap interval over test contexts (each context's responses resampled together)"),
+    ("⚠ same as base model", "on the fixed sanity prompts the tuned model generated exactly what the base model did: the method had no effect"),
+    ("⚠ judges disagree", "an extra judge's 95% interval of control accuracy does not overlap the primary judge's: read that figure with care"),
+]
+"""What the table shows besides its metrics (each metric explains itself: ``Metric.meaning``)."""
+
+
+def reading(labels: list[str], judges: list[str] = ()) -> list[tuple[str, str]]:
+    """The entries of "How to read this report": every column (one entry for the per-label ones), then the row notes."""
+    entries = []
+    for m in METRICS:
+        if not m.percent_of:
+            entries.append((m.title, m.meaning))
+        if m.by_label and labels:
+            entries.append((", ".join(labels), per_label_metric("that act").meaning))
+        if m.by_judge:
+            entries += [(jm.title, jm.meaning) for name in judges for jm in judge_metrics(name)]
+    return entries + ROW_NOTES
