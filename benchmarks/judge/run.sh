@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The validated judges, end to end: base classifiers, 2-fold cross-validation of the recipe on the development
+# hand labels, the final judges (development labels added), their agreement on the held-out labels, their
+# accuracy on the human test split, and the quality benchmark re-judged. About 1 h on a 2-core CPU.
+#   DATA=/path/to/dailydialog OUT=/work/judge bash benchmarks/judge/run.sh
+set -euo pipefail
+DATA=${DATA:-/work/shared/data/dailydialog}
+OUT=${OUT:-/work/judge}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1
+cd "$(dirname "$0")/../.."
+J=benchmarks/judge
+ctx=(--set data.path="$DATA" --set classifier.context=previous)
+
+# 1. base judges: MiniLM with the previous utterance (the act-ctx recipe of benchmarks/classifier), the n-gram model
+ctrldial classifier train --out "$OUT/act-ctx" "${ctx[@]}" --set classifier.model=minilm-l6 --set classifier.lr=1e-4 \
+  --set classifier.epochs=1 --set classifier.eval_every=500 --set classifier.max_length=96
+ctrldial classifier train --out "$OUT/ngram-ctx-all" "${ctx[@]}" --set classifier.model=ngram
+
+# 2. the recipe, chosen by 2-fold cross-validation on the development labels (folds: seeded split of labels-dev)
+python - <<'PY'
+import json, random, os
+rows = [json.loads(l) for l in open("benchmarks/judge/labels-dev.jsonl")]
+ids = [r["id"] for r in rows]; random.Random(1).shuffle(ids); a = set(ids[: len(ids) // 2])
+os.makedirs(os.environ.get("OUT", "/work/judge") + "/folds", exist_ok=True)
+for name, keep in (("A", lambda r: r["id"] in a), ("B", lambda r: r["id"] not in a)):
+    with open(os.environ.get("OUT", "/work/judge") + f"/folds/dev-{name}.jsonl", "w") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if keep(r))
+PY
+finetune() {  # OUT_DIR EXTRA REPEATS: continue the MiniLM judge on 10k corpus utterances + the hand labels
+  ctrldial classifier train --out "$1" --overwrite "${ctx[@]}" --set classifier.model="$OUT/act-ctx" --set classifier.max_length=96 \
+    --set data.max_train_examples=10000 --set classifier.lr=5e-5 --set classifier.epochs=1 --set classifier.eval_every=100 \
+    --set classifier.extra_train="$2" --set classifier.extra_repeats="$3"
+}
+for rep in 10 30; do for f in A B; do o=$([ $f = A ] && echo B || echo A)
+  finetune "$OUT/cv/rep$rep-train$f" "$OUT/folds/dev-$f.jsonl" $rep
+  ctrldial judge agreement "$OUT/folds/dev-$o.jsonl" --classifier "$OUT/cv/rep$rep-train$f" --out "$OUT/cv/rep$rep-train$f/agree-$o"
+  ctrldial classifier train --out "$OUT/cv/ngram-rep$rep-train$f" --overwrite "${ctx[@]}" --set classifier.model=ngram \
+    --set classifier.extra_train="$OUT/folds/dev-$f.jsonl" --set classifier.extra_repeats=$rep
+  ctrldial judge agreement "$OUT/folds/dev-$o.jsonl" --classifier "$OUT/cv/ngram-rep$rep-train$f" --out "$OUT/cv/ngram-rep$rep-train$f/agree-$o"
+done; done
+
+# 3. the final judges: the recipe chosen above (MiniLM: ×30, best mean fold agreement 0.858) on every development label
+finetune "$OUT/judge-gen" $J/labels-dev.jsonl 30
+ctrldial classifier train --out "$OUT/ngram-gen" --overwrite "${ctx[@]}" --set classifier.model=ngram \
+  --set classifier.extra_train=$J/labels-dev.jsonl --set classifier.extra_repeats=30
+
+# 4. measured once on the held-out labels (the agreement lands in the judge's folder: scoring then reports corrected control)
+for j in act-ctx ngram-ctx-all judge-gen ngram-gen; do
+  ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/$j" --out "$OUT/$j"
+  cp "$OUT/$j/agreement.json" $J/results/$j-heldout.json
+  ctrldial classifier eval "$OUT/$j" --out "$OUT/$j/eval-full-split" --set data.path="$DATA" --set data.dedup=false
+done
+python $J/tables.py "act-ctx (MiniLM, no hand labels)=$J/results/act-ctx-heldout.json" \
+  "judge-gen (act-ctx + dev labels ×30): the validated judge=$J/results/judge-gen-heldout.json" \
+  "ngram-ctx-all (n-gram, no hand labels)=$J/results/ngram-ctx-all-heldout.json" \
+  "ngram-gen (n-gram + dev labels ×30): the second judge=$J/results/ngram-gen-heldout.json" > $J/agreement.md
+
+# 5. the quality benchmark's generations judged again: judge-gen as the judge, ngram-gen as the second one
+rm -rf $J/quality-rescored && cp -r benchmarks/quality/results $J/quality-rescored && rm -rf $J/quality-rescored/report $J/quality-rescored/sweep.json
+ctrldial rescore $J/quality-rescored/method=* --classifier "$OUT/judge-gen"
+ctrldial rescore $J/quality-rescored/method=* --classifier "$OUT/ngram-gen" --as ngram
+ctrldial report $J/quality-rescored
