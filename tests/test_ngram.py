@@ -10,8 +10,8 @@ import pytest
 from ctrldial.classifier import (
     METADATA_FILE, NgramScorer, Scorer, classification_metrics, make_ensemble, read_metadata, train_classifier,
 )
-from ctrldial.classifier import ngram, train as minilm_train
-from ctrldial.classifier.data import UtteranceExample, fingerprint, utterance_examples
+from ctrldial.classifier import ngram
+from ctrldial.classifier.data import fingerprint, utterance_examples
 from ctrldial.cli import main
 from ctrldial.config import build_config
 from ctrldial.data.corpus import ACTS, load_corpus
@@ -68,13 +68,6 @@ def test_hashing_is_stable_across_processes():
         env = {**os.environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1"}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
         assert json.loads(out) == here
-
-
-def test_duplicated_helpers_match_train_py():
-    # ngram.py cannot import train.py (train.py dispatches to it): the copies must stay equal
-    assert ngram.MAX_VALID_UTTERANCES == minilm_train.MAX_VALID_UTTERANCES
-    ex = [UtteranceExample("a", (), 0), UtteranceExample("b", (), 0), UtteranceExample("c", (), 2)]
-    assert ngram.class_weights(ex, 4) == minilm_train._class_weights(ex, 4)
 
 
 def test_hyperparameters_default_only_where_left_at_minilm_values(dd_dir):

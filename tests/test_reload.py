@@ -104,17 +104,26 @@ def test_cli_generate_repeats_the_recorded_generation(lora_run, capsys):
     assert capsys.readouterr().out.rstrip("\n") == row["generation"]
 
 
-def test_rescore_with_another_classifier(lora_run, tmp_path, dd_dir, tiny_bert):
+@pytest.fixture
+def judged_copy(lora_run, tmp_path, dd_dir, tiny_bert):
+    """A tiny trained judge and a writable copy of the finished LoRA run."""
     import shutil
 
-    from ctrldial.classifier import Scorer, train_classifier
-    from ctrldial.metrics import control_metrics
+    from ctrldial.classifier import train_classifier
 
     clf = tmp_path / "clf"
     train_classifier(build_config(None, [f"data.path={dd_dir}", f"classifier.model={tiny_bert}", "classifier.max_steps=5",
                                          "classifier.eval_every=5", "classifier.max_length=48"]), clf)
     folder = tmp_path / "r"
     shutil.copytree(lora_run, folder)
+    return clf, folder
+
+
+def test_rescore_with_another_classifier(judged_copy):
+    from ctrldial.classifier import Scorer
+    from ctrldial.metrics import control_metrics
+
+    clf, folder = judged_copy
     rec = ctrldial.rescore(folder, clf)
     rows = _rows(folder)
     pred, _ = Scorer.load(clf, "act").score([r["generation"] for r in rows], [r["context"] for r in rows])
@@ -138,17 +147,10 @@ def test_python_api_run_load_report(tmp_path, dd_dir):
     assert page.name == "report.html" and "lora" in page.read_text()
 
 
-def test_rescore_as_an_extra_judge_keeps_the_primary_and_a_validated_judge_is_corrected(lora_run, tmp_path, dd_dir, tiny_bert):
-    import shutil
-
+def test_rescore_as_an_extra_judge_keeps_the_primary_and_a_validated_judge_is_corrected(judged_copy, tmp_path):
     from ctrldial.agreement import agreement
-    from ctrldial.classifier import train_classifier
 
-    clf = tmp_path / "clf"
-    train_classifier(build_config(None, [f"data.path={dd_dir}", f"classifier.model={tiny_bert}", "classifier.max_steps=5",
-                                         "classifier.eval_every=5", "classifier.max_length=48"]), clf)
-    folder = tmp_path / "r"
-    shutil.copytree(lora_run, folder)
+    clf, folder = judged_copy
     primary = ctrldial.rescore(folder, clf)
     before = (folder / "generations.jsonl").read_text()
     rows = _rows(folder)

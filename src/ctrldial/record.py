@@ -16,7 +16,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 from ctrldial.errors import UserError
 

@@ -182,3 +182,50 @@ def labelled_examples(path: Path, labels: list[str], repeats: int = 1) -> list[U
     """``read_labelled`` items as training examples, each ``repeats`` times (generated text is not normalised: it is natural already)."""
     items = read_labelled(path, labels)
     return [UtteranceExample(it["response"], tuple(it["context"]), labels.index(it["label"])) for it in items for _ in range(repeats)]
+
+
+MAX_VALID_UTTERANCES = 2000  # validation utterances checked during training (a seeded sample of the split)
+
+
+@dataclass
+class TrainingData:
+    """What a classifier learns from: the corpus, all candidate training utterances, the sample (+ hand labels), validation."""
+
+    corpus: Corpus
+    available: list[UtteranceExample]
+    train: list[UtteranceExample]
+    extra: list[UtteranceExample]
+    valid: list[UtteranceExample]
+
+
+def training_data(cfg, labels: list[str]) -> TrainingData:
+    """The examples every classifier kind trains on, from ``cfg.data`` and ``cfg.classifier`` (one definition for all kinds)."""
+    from ctrldial.data.corpus import load_corpus
+
+    c = cfg.classifier
+    corpus = load_corpus(cfg.data.path, cfg.data.on_error, dedup=cfg.data.dedup)
+    available = utterance_examples(corpus, "train", cfg.data.attribute, cfg.data.normalize, c.train_dialogues)
+    extra = labelled_examples(Path(c.extra_train), labels, c.extra_repeats) if c.extra_train else []
+    train = seeded_subset(available, cfg.data.max_train_examples, c.seed) + extra
+    if not train:
+        raise UserError(f"data.path={cfg.data.path}: the train split has no utterances to train the classifier on")
+    valid = seeded_subset(utterance_examples(corpus, "validation", cfg.data.attribute, cfg.data.normalize), MAX_VALID_UTTERANCES, c.seed)
+    if not valid:
+        raise UserError(f"data.path={cfg.data.path}: the validation split has no utterances (after data.dedup)")
+    return TrainingData(corpus, available, train, extra, valid)
+
+
+def check_contexts(path, texts: list[str], contexts) -> None:
+    """A classifier trained with context=previous needs one context per text."""
+    if contexts is None:
+        raise UserError(f"classifier {path} was trained with classifier.context=previous: pass contexts (the earlier turns of each text, [] for none)")
+    if len(contexts) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(contexts)} contexts")
+
+
+def class_weights(examples: list[UtteranceExample], n_labels: int) -> list[float]:
+    """Inverse class frequency, N / (K · n_c): each class contributes equally to the loss (classifier.class_weights)."""
+    from collections import Counter
+
+    counts = Counter(ex.label for ex in examples)
+    return [len(examples) / (n_labels * max(counts[c], 1)) for c in range(n_labels)]

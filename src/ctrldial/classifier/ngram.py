@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from ctrldial.batching import shuffled_batches
-from ctrldial.classifier.data import UtteranceExample, check_attribute, fingerprint, labelled_examples, seeded_subset, utterance_examples
+from ctrldial.classifier.data import UtteranceExample, check_attribute, check_contexts, class_weights, fingerprint, training_data
 from ctrldial.classifier.folder import METADATA_FILE, check_out
 from ctrldial.classifier.metrics import classification_metrics
 from ctrldial.config import ClassifierConfig, Config
-from ctrldial.data.corpus import load_corpus
 from ctrldial.data.normalize import normalize_text
 from ctrldial.errors import UserError
 from ctrldial.record import write_json
@@ -56,7 +55,6 @@ FEATURES = {
     "word_ngrams": [1, 2], "char_ngrams": [3, 5], "char_boundary": "<>", "ends_with_question": True, "first_word": True,
     "previous": ["word unigrams", "ends with ?", "no previous utterance"], "bag": "binary",
 }
-MAX_VALID_UTTERANCES = 2000  # = train.MAX_VALID_UTTERANCES; train.py dispatches here, so importing it would be a circle
 DEFAULTS = {"lr": 0.002, "batch_size": 256, "epochs": 5.0}
 """Used where classifier.lr / batch_size / epochs are left at the MiniLM defaults. Chosen on validation
 (2,000 utterances, acts, context=previous, whole train split): lr 2e-3 or 3e-3 gave 80.0–80.3% accuracy and
@@ -175,13 +173,7 @@ class NgramScorer:
         """Softmax probabilities, one row per text (a CPU float tensor); ``contexts`` as for ``Scorer.predict_proba``."""
         previous: list[str | None] = [None] * len(texts)
         if self.input == "previous":
-            if contexts is None:
-                raise UserError(
-                    f"classifier {self.path} was trained with classifier.context=previous: pass contexts "
-                    "(the earlier turns of each text, [] for none)"
-                )
-            if len(contexts) != len(texts):
-                raise ValueError(f"{len(texts)} texts but {len(contexts)} contexts")
+            check_contexts(self.path, texts, contexts)
             previous = [c if isinstance(c, str) else (c[-1] if c else "") for c in contexts]
         if self.meta.get("normalize", False):  # trained on normalised text; normalising is idempotent
             texts = [normalize_text(t) for t in texts]
@@ -195,12 +187,6 @@ class NgramScorer:
         """Predicted label names and their softmax confidences, in the order of ``texts``."""
         conf, pred = self.predict_proba(texts, contexts, batch_size).max(-1)
         return [self.labels[i] for i in pred.tolist()], conf.tolist()
-
-
-def class_weights(examples: list[UtteranceExample], n_labels: int) -> list[float]:
-    """Inverse class frequency, N / (K · n_c), as train.py weighs MiniLM's loss (a test keeps the two equal)."""
-    counts = Counter(ex.label for ex in examples)
-    return [len(examples) / (n_labels * max(counts[c], 1)) for c in range(n_labels)]
 
 
 def hyperparameters(c: ClassifierConfig) -> dict[str, Any]:
@@ -243,17 +229,8 @@ def train_ngram(cfg: Config, out: Path, overwrite: bool = False) -> dict[str, An
 
     # -- data ---------------------------------------------------------------------------------------
     # the same examples train.py builds for MiniLM, so the two judges learn from the same utterances
-    corpus = load_corpus(cfg.data.path, cfg.data.on_error, dedup=cfg.data.dedup)
-    everything = utterance_examples(corpus, "train", cfg.data.attribute, cfg.data.normalize, c.train_dialogues)
-    extra = labelled_examples(Path(c.extra_train), labels, c.extra_repeats) if c.extra_train else []
-    train = seeded_subset(everything, cfg.data.max_train_examples, c.seed) + extra
-    if not train:
-        raise UserError(f"data.path={cfg.data.path}: the train split has no utterances to train the classifier on")
-    valid = seeded_subset(
-        utterance_examples(corpus, "validation", cfg.data.attribute, cfg.data.normalize), MAX_VALID_UTTERANCES, c.seed
-    )
-    if not valid:
-        raise UserError(f"data.path={cfg.data.path}: the validation split has no utterances (after data.dedup)")
+    data = training_data(cfg, labels)
+    corpus, everything, train, extra, valid = data.corpus, data.available, data.train, data.extra, data.valid
     with_previous = c.context == "previous"
 
     def features(examples: list[UtteranceExample]) -> list[list[int]]:

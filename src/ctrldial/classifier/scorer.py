@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrldial.batching import length_sorted_batches
-from ctrldial.classifier.data import encode, pad_batch
+from ctrldial.classifier.data import check_contexts, encode, pad_batch
 from ctrldial.classifier.folder import METADATA_FILE, context_turns, read_metadata
 from ctrldial.classifier.ngram import KIND, NgramScorer
 from ctrldial.data.examples import label_names
@@ -91,13 +91,7 @@ class Scorer:
 
         turns = None
         if self.input == "previous":
-            if contexts is None:
-                raise UserError(
-                    f"classifier {self.path} was trained with classifier.context=previous: pass contexts "
-                    "(the earlier turns of each text, [] for none)"
-                )
-            if len(contexts) != len(texts):
-                raise ValueError(f"{len(texts)} texts but {len(contexts)} contexts")
+            check_contexts(self.path, texts, contexts)
             as_lists = ((([c] if c else []) if isinstance(c, str) else list(c)) for c in contexts)
             turns = [c[-self.context_turns :] for c in as_lists]
         if self.meta.get("normalize", False):

@@ -17,20 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from ctrldial.batching import shuffled_batches
-from ctrldial.classifier.data import (
-    UtteranceExample, check_attribute, encode, fingerprint, labelled_examples, pad_batch, seeded_subset, utterance_examples,
-)
+from ctrldial.classifier.data import UtteranceExample, check_attribute, class_weights, encode, fingerprint, pad_batch, training_data
 from ctrldial.classifier.folder import METADATA_FILE, check_out
 from ctrldial.classifier.metrics import classification_metrics
 from ctrldial.classifier.ngram import KIND, train_ngram
 from ctrldial.classifier.scorer import batched_probs
 from ctrldial.record import write_json
 from ctrldial.config import Config
-from ctrldial.data.corpus import load_corpus
 from ctrldial.errors import UserError
 from ctrldial.models import resolve_encoder
 
-MAX_VALID_UTTERANCES = 2000
 """Validation sample size: ~3 s per evaluation with MiniLM on 2 CPU cores, and ±1 point of accuracy noise."""
 WEIGHT_DECAY = 0.01  # the usual BERT fine-tuning value; ClassifierConfig leaves it fixed
 MAX_GRAD_NORM = 1.0
@@ -59,12 +55,6 @@ def _load_base(name: str, labels: list[str]):
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     return path, tokenizer, model
-
-
-def _class_weights(examples: list[UtteranceExample], n_labels: int) -> list[float]:
-    """Inverse class frequency, N / (K · n_c): each class contributes equally to the loss."""
-    counts = Counter(ex.label for ex in examples)
-    return [len(examples) / (n_labels * max(counts[c], 1)) for c in range(n_labels)]
 
 
 def _linear_schedule(optimizer, warmup: int, total: int):
@@ -118,17 +108,8 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
     check_out(out, overwrite)
 
     # -- data ---------------------------------------------------------------------------------------
-    corpus = load_corpus(cfg.data.path, cfg.data.on_error, dedup=cfg.data.dedup)
-    everything = utterance_examples(corpus, "train", cfg.data.attribute, cfg.data.normalize, c.train_dialogues)
-    extra = labelled_examples(Path(c.extra_train), labels, c.extra_repeats) if c.extra_train else []
-    train = seeded_subset(everything, cfg.data.max_train_examples, c.seed) + extra
-    if not train:
-        raise UserError(f"data.path={cfg.data.path}: the train split has no utterances to train the classifier on")
-    valid = seeded_subset(
-        utterance_examples(corpus, "validation", cfg.data.attribute, cfg.data.normalize), MAX_VALID_UTTERANCES, c.seed
-    )
-    if not valid:
-        raise UserError(f"data.path={cfg.data.path}: the validation split has no utterances (after data.dedup)")
+    data = training_data(cfg, labels)
+    corpus, everything, train, extra, valid = data.corpus, data.available, data.train, data.extra, data.valid
 
     # -- model --------------------------------------------------------------------------------------
     torch.manual_seed(c.seed)  # the classification head is initialised randomly
@@ -148,7 +129,7 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
     train_features, valid_features = features(train), features(valid)
     train_gold = torch.tensor([ex.label for ex in train])
     valid_gold = [ex.label for ex in valid]
-    weights = torch.tensor(_class_weights(train, len(labels)), device=device) if c.class_weights else None
+    weights = torch.tensor(class_weights(train, len(labels)), device=device) if c.class_weights else None
 
     steps_per_epoch = math.ceil(len(train) / c.batch_size)
     total_steps = c.max_steps or max(1, math.ceil(c.epochs * steps_per_epoch))
