@@ -197,6 +197,30 @@ class TrainingData:
     extra: list[UtteranceExample]
     valid: list[UtteranceExample]
 
+    def describe(self, cfg, labels: list[str], turns: int) -> dict:
+        """The metadata blocks every saved classifier carries: its training and validation data, and the config that chose them."""
+        import dataclasses
+        from collections import Counter
+
+        c = cfg.classifier
+        return {
+            "train_data": {
+                "source": self.corpus.source,
+                "utterances": len(self.train),
+                "available": len(self.available),
+                "dialogues": c.train_dialogues,
+                "extra_train": {"path": c.extra_train, "examples": len(self.extra) // c.extra_repeats, "repeats": c.extra_repeats}
+                if self.extra else None,
+                "label_counts": {labels[k]: v for k, v in sorted(Counter(ex.label for ex in self.train).items())},
+                "fingerprint": fingerprint(self.train, labels, turns),
+            },
+            "validation_data": {"utterances": len(self.valid), "dedup": cfg.data.dedup, "fingerprint": fingerprint(self.valid, labels, turns)},
+            "train_config": {
+                "classifier": dataclasses.asdict(c),
+                "data": {k: getattr(cfg.data, k) for k in ("path", "attribute", "max_train_examples", "dedup", "normalize", "on_error")},
+            },
+        }
+
 
 def training_data(cfg, labels: list[str]) -> TrainingData:
     """The examples every classifier kind trains on, from ``cfg.data`` and ``cfg.classifier`` (one definition for all kinds)."""

@@ -21,7 +21,6 @@ The folder holds ``ngram.safetensors`` and ``ctrldial_classifier.json`` (``"kind
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import math
@@ -31,12 +30,11 @@ import re
 import shutil
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ctrldial.batching import shuffled_batches
-from ctrldial.classifier.data import UtteranceExample, check_attribute, check_contexts, class_weights, fingerprint, training_data
+from ctrldial.classifier.data import UtteranceExample, check_attribute, check_contexts, class_weights, training_data
 from ctrldial.classifier.folder import METADATA_FILE, check_out
 from ctrldial.classifier.metrics import classification_metrics
 from ctrldial.config import ClassifierConfig, Config
@@ -230,7 +228,7 @@ def train_ngram(cfg: Config, out: Path, overwrite: bool = False) -> dict[str, An
     # -- data ---------------------------------------------------------------------------------------
     # the same examples train.py builds for MiniLM, so the two judges learn from the same utterances
     data = training_data(cfg, labels)
-    corpus, everything, train, extra, valid = data.corpus, data.available, data.train, data.extra, data.valid
+    train, valid = data.train, data.valid
     with_previous = c.context == "previous"
 
     def features(examples: list[UtteranceExample]) -> list[list[int]]:
@@ -298,20 +296,7 @@ def train_ngram(cfg: Config, out: Path, overwrite: bool = False) -> dict[str, An
         "base_model_path": None,
         "features": FEATURES,
         "hyperparameters": {**hp, "weight_decay": WEIGHT_DECAY, "schedule": "linear decay to 0, no warmup"},
-        "train_data": {
-            "source": corpus.source,
-            "utterances": len(train),
-            "available": len(everything),
-            "dialogues": c.train_dialogues,
-            "extra_train": {"path": c.extra_train, "examples": len(extra) // c.extra_repeats, "repeats": c.extra_repeats} if extra else None,
-            "label_counts": {labels[k]: v for k, v in sorted(Counter(ex.label for ex in train).items())},
-            "fingerprint": fingerprint(train, labels, 1),
-        },
-        "validation_data": {"utterances": len(valid), "dedup": cfg.data.dedup, "fingerprint": fingerprint(valid, labels, 1)},
-        "train_config": {
-            "classifier": dataclasses.asdict(c),
-            "data": {k: getattr(cfg.data, k) for k in ("path", "attribute", "max_train_examples", "dedup", "normalize", "on_error")},
-        },
+        **data.describe(cfg, labels, 1),
         "steps": total_steps,
         "class_weights": None if weights is None else weights.tolist(),
         "validation_metrics": best,

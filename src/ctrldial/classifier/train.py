@@ -5,19 +5,17 @@ Reads top to bottom: data → model → loop (validation every ``eval_every`` st
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import random
 import shutil
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ctrldial.batching import shuffled_batches
-from ctrldial.classifier.data import UtteranceExample, check_attribute, class_weights, encode, fingerprint, pad_batch, training_data
+from ctrldial.classifier.data import UtteranceExample, check_attribute, class_weights, encode, pad_batch, training_data
 from ctrldial.classifier.folder import METADATA_FILE, check_out
 from ctrldial.classifier.metrics import classification_metrics
 from ctrldial.classifier.ngram import KIND, train_ngram
@@ -109,7 +107,7 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
 
     # -- data ---------------------------------------------------------------------------------------
     data = training_data(cfg, labels)
-    corpus, everything, train, extra, valid = data.corpus, data.available, data.train, data.extra, data.valid
+    train, valid = data.train, data.valid
 
     # -- model --------------------------------------------------------------------------------------
     torch.manual_seed(c.seed)  # the classification head is initialised randomly
@@ -199,20 +197,7 @@ def train_classifier(cfg: Config, out: Path, overwrite: bool = False) -> dict[st
         "normalize": cfg.data.normalize,
         "base_model": c.model,
         "base_model_path": base_path,
-        "train_data": {
-            "source": corpus.source,
-            "utterances": len(train),
-            "available": len(everything),
-            "dialogues": c.train_dialogues,
-            "extra_train": {"path": c.extra_train, "examples": len(extra) // c.extra_repeats, "repeats": c.extra_repeats} if extra else None,
-            "label_counts": {labels[k]: v for k, v in sorted(Counter(ex.label for ex in train).items())},
-            "fingerprint": fingerprint(train, labels, max(turns, 1)),
-        },
-        "validation_data": {"utterances": len(valid), "dedup": cfg.data.dedup, "fingerprint": fingerprint(valid, labels, max(turns, 1))},
-        "train_config": {
-            "classifier": dataclasses.asdict(c),
-            "data": {k: getattr(cfg.data, k) for k in ("path", "attribute", "max_train_examples", "dedup", "normalize", "on_error")},
-        },
+        **data.describe(cfg, labels, max(turns, 1)),
         "steps": total_steps,
         "class_weights": None if weights is None else weights.tolist(),
         "validation_metrics": best,
