@@ -236,7 +236,7 @@ def test_cli_reports_bad_attribute_in_one_line(tmp_path, dd_dir, capsys):
 def test_empty_training_set_is_a_user_error(tmp_path, dd_dir, tiny_bert, monkeypatch):
     real = load_corpus(str(dd_dir))
     empty = Corpus({**real.splits, "train": []}, real.source)
-    monkeypatch.setattr("ctrldial.classifier.train.load_corpus", lambda *a, **k: empty)
+    monkeypatch.setattr("ctrldial.data.corpus.load_corpus", lambda *a, **k: empty)
     with pytest.raises(UserError, match="train split has no utterances"):
         train_classifier(tiny_cfg(dd_dir, tiny_bert), tmp_path / "x")
 

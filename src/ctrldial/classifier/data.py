@@ -253,3 +253,11 @@ def class_weights(examples: list[UtteranceExample], n_labels: int) -> list[float
 
     counts = Counter(ex.label for ex in examples)
     return [len(examples) / (n_labels * max(counts[c], 1)) for c in range(n_labels)]
+
+
+def step_budget(n_examples: int, batch_size: int, epochs: float, max_steps: int | None) -> tuple[int, int]:
+    """(steps per epoch, total steps) of a classifier's training: ``max_steps`` if set, else ``epochs`` epochs."""
+    import math
+
+    per_epoch = math.ceil(n_examples / batch_size)
+    return per_epoch, max_steps or max(1, math.ceil(epochs * per_epoch))

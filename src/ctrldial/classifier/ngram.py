@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import os
 import random
 import re
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrldial.batching import shuffled_batches
-from ctrldial.classifier.data import UtteranceExample, check_attribute, check_contexts, class_weights, training_data
+from ctrldial.classifier.data import UtteranceExample, check_attribute, check_contexts, class_weights, step_budget, training_data
 from ctrldial.classifier.folder import METADATA_FILE, check_out
 from ctrldial.classifier.metrics import classification_metrics
 from ctrldial.config import ClassifierConfig, Config
@@ -241,8 +240,7 @@ def train_ngram(cfg: Config, out: Path, overwrite: bool = False) -> dict[str, An
 
     # -- model --------------------------------------------------------------------------------------
     model = new_model(BUCKETS, len(labels))
-    steps_per_epoch = math.ceil(len(train) / hp["batch_size"])
-    total_steps = c.max_steps or max(1, math.ceil(hp["epochs"] * steps_per_epoch))
+    steps_per_epoch, total_steps = step_budget(len(train), hp["batch_size"], hp["epochs"], c.max_steps)
     # dense AdamW over all 1M rows: ~10 ms a step on one core, simpler than SparseAdam and fast enough
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total_steps))
