@@ -19,16 +19,6 @@ from ctrldial.data.normalize import normalize_text
 from ctrldial.errors import UserError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def ngram_cfg(dd_dir, *extra):
     # lr 2e-2, 8 epochs of batch 16: enough for 64 utterances (the real corpus takes the DEFAULTS)
     return build_config(None, [
