@@ -79,3 +79,11 @@ python $J/tables.py "act-ctx (MiniLM, no hand labels)=$J/results/act-ctx-heldout
   "ngram-ctx-all (n-gram, no hand labels)=$J/results/ngram-ctx-all-heldout.json" \
   "ngram-gen (n-gram + 239 dev labels ×30)=$J/results/ngram-gen-heldout.json" \
   "**ngram-gen2** (n-gram + 479 dev labels ×30): the second judge=$J/results/ngram-gen2-heldout.json" > $J/agreement.md
+
+# 7. exploratory (not adopted, see README): the same recipe with 30,000 corpus utterances beside the hand labels
+ctrldial classifier train --out "$OUT/judge-gen3" --overwrite "${ctx[@]}" --set classifier.model="$OUT/act-ctx" --set classifier.max_length=96 \
+  --set data.max_train_examples=30000 --set classifier.lr=5e-5 --set classifier.epochs=1 --set classifier.eval_every=200 \
+  --set classifier.extra_train="$OUT/dev-all.jsonl" --set classifier.extra_repeats=30
+ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/judge-gen3" --out "$OUT/judge-gen3"
+cp "$OUT/judge-gen3/agreement.json" $J/results/judge-gen3-heldout.json
+ctrldial classifier eval "$OUT/judge-gen3" --out "$OUT/judge-gen3/eval-full-split" --set data.path="$DATA" --set data.dedup=false
