@@ -12,14 +12,12 @@ from typing import Any
 from ctrldial.classifier.data import read_labelled
 from ctrldial.classifier.metrics import classification_metrics, format_table
 from ctrldial.record import write_json
-
-AGREEMENT = "agreement.json"
+from ctrldial.scoring import VALIDATION, load_judge
 
 
 def agreement(labels_file: Path, classifier: Path, out: Path | None = None) -> dict[str, Any]:
     """Score every labelled response with ``classifier``; accuracy, per-class precision/recall, confusion, verdicts."""
     from ctrldial.classifier import read_metadata
-    from ctrldial.scoring import load_judge
 
     meta = read_metadata(Path(classifier))
     judge = load_judge(classifier, meta["attribute"])
@@ -32,7 +30,7 @@ def agreement(labels_file: Path, classifier: Path, out: Path | None = None) -> d
         "verdicts": [{**it, "judge": p, "confidence": c, "agrees": p == it["label"]} for it, p, c in zip(items, pred, conf)],
     }
     if out is not None:
-        write_json(Path(out) / AGREEMENT, result)
+        write_json(Path(out) / VALIDATION, result)
     return result
 
 

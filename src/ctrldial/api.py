@@ -71,7 +71,7 @@ def check_label(label: str, labels: list[str], option: str = "label") -> None:
         raise UserError(f"{option} {label!r}: not one of {', '.join(labels)}")
 
 
-def run_labels(run_dir: str | Path) -> list[str]:
+def recorded_labels(run_dir: str | Path) -> list[str]:
     """The labels a finished run was evaluated on, read from its record (no model is loaded)."""
     from ctrldial.record import load_record
 

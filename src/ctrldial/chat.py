@@ -74,7 +74,7 @@ def chat(run_dir: Path, overrides: list[str] | None = None, act: str | None = No
 
     run_dir = Path(run_dir)
     if act is not None:
-        api.check_label(act, api.run_labels(run_dir), "--act")  # before the model loads
+        api.check_label(act, api.recorded_labels(run_dir), "--act")  # before the model loads
     bot = api.load(run_dir, overrides)
     cfg = bot.config
     conv = Conversation(bot.labels, cfg.data.max_context_turns, lambda context, a: bot.generate(list(context), a), act=act or "")

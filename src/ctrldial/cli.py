@@ -73,7 +73,7 @@ def cmd_run(args) -> None:
 def cmd_generate(args) -> None:
     from ctrldial import api
 
-    api.check_label(args.label, api.run_labels(args.run_dir), "--label")  # before the model loads (seconds)
+    api.check_label(args.label, api.recorded_labels(args.run_dir), "--label")  # before the model loads (seconds)
     print(api.load(args.run_dir, args.overrides).generate(args.context, args.label))
 
 
@@ -225,7 +225,6 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore")  # FutureWarning/UserWarning from transformers, peft, accelerate, torch
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for name in ("transformers", "peft", "accelerate", "datasets", "huggingface_hub", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

@@ -20,12 +20,9 @@ from ctrldial.errors import UserError
 from ctrldial.generate import decode, generate_ids
 from ctrldial.loaded import MODEL_DIR, Loaded, apply_method, learning_rate, prepare, ready_to_generate, save_method
 from ctrldial.metrics import text_metrics
-from ctrldial.record import RECORD, Cost, DataSummary, RunRecord, Sanity, TrainSummary, peak_memory_mb, read_record, write_jsonl, write_record
+from ctrldial.record import GENERATIONS, RECORD, Cost, DataSummary, RunRecord, Sanity, TrainSummary, peak_memory_mb, read_record, write_jsonl, write_record
 from ctrldial.scoring import NO_JUDGE, load_judge, perplexity, score_rows
 from ctrldial.train import TrainingFailed, TrainResult, resolve_mixed_precision, train, train_steps
-
-GENERATIONS = "generations.jsonl"
-
 
 def make_accelerator(cfg: Config, out: Path | None):
     from accelerate import Accelerator

@@ -21,6 +21,8 @@ from typing import Any
 from ctrldial.errors import UserError
 
 RECORD = "record.json"
+GENERATIONS = "generations.jsonl"
+"""Beside the record: one row per (context, requested label) with the response and the judge's verdict."""
 SCHEMA_VERSION = 1
 PACKAGES = ("ctrldial", "torch", "transformers", "peft", "accelerate", "datasets", "sacrebleu", "bitsandbytes")
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from ctrldial.config import flatten
 from ctrldial.errors import UserError
 from ctrldial.naming import format_value, short_key
-from ctrldial.record import RECORD, metric, per_label_metric, write_atomic
+from ctrldial.record import GENERATIONS, RECORD, metric, per_label_metric, write_atomic
 from ctrldial.report_table import judges_of, markdown_table, reading, table
 from ctrldial.report_html import CSS, gallery_html, html_table, img
 
@@ -208,7 +208,7 @@ def representative(row: Row) -> Run:
 
 
 def read_generations(run: Run) -> list[dict[str, Any]]:
-    p = run.path / "generations.jsonl"
+    p = run.path / GENERATIONS
     if not p.is_file():
         return []
     try:

@@ -11,7 +11,7 @@ import torch
 
 from ctrldial.errors import UserError
 from ctrldial.metrics import control_ci, control_metrics
-from ctrldial.record import RECORD, load_record, write_json, write_jsonl
+from ctrldial.record import GENERATIONS, RECORD, load_record, write_json, write_jsonl
 from ctrldial.train import collate, token_losses
 
 NO_JUDGE = {"control_accuracy": None, "control_accuracy_gold": None, "control_accuracy_other": None, "per_label_accuracy": {}}
@@ -93,21 +93,20 @@ def rescore(run_dir: Path, classifier: Path, name: str | None = None) -> dict[st
     """
     run_dir = Path(run_dir)
     record = load_record(run_dir)
-    gens = run_dir / "generations.jsonl"
+    gens = run_dir / GENERATIONS
     if not gens.is_file():
         raise UserError(f"{gens}: missing; a finished run writes it — rerun the run")
     judge = load_judge(classifier, record["config"]["data"]["attribute"])
     rows = read_generations(gens)
+    entry = {"classifier": str(classifier), "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if name:
         copies = [dict(r) for r in rows]  # the primary verdicts in generations.jsonl stay
-        metrics = score_rows(judge, copies, record["data"]["labels"])
-        record.setdefault("judges", {})[name] = {"path": str(classifier), "metrics": metrics}
-        record.setdefault("rescored", []).append({"classifier": str(classifier), "as": name, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        write_json(run_dir / RECORD, record)
-        return record
-    record["metrics"].update(score_rows(judge, rows, record["data"]["labels"]))
-    record["judge"] = str(classifier)
-    record.setdefault("rescored", []).append({"classifier": str(classifier), "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    write_jsonl(gens, rows)
+        record.setdefault("judges", {})[name] = {"path": str(classifier), "metrics": score_rows(judge, copies, record["data"]["labels"])}
+        entry["as"] = name
+    else:
+        record["metrics"].update(score_rows(judge, rows, record["data"]["labels"]))
+        record["judge"] = str(classifier)
+        write_jsonl(gens, rows)
+    record.setdefault("rescored", []).append(entry)
     write_json(run_dir / RECORD, record)
     return record
