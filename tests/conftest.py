@@ -45,6 +45,16 @@ def gpt2_tok():
 @pytest.fixture
 def tiny_bert(tmp_path, dd_dir):
     """A random 2-layer, 32-wide BERT whose WordPiece vocab is every word of the fixture corpus."""
+    return make_tiny_bert(tmp_path, dd_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_shared(tmp_path_factory):
+    """``tiny_bert`` once per session, for module-scoped fixtures (do not modify it)."""
+    return make_tiny_bert(tmp_path_factory.mktemp("shared-bert"), FIXTURES / "dd")
+
+
+def make_tiny_bert(tmp_path: Path, dd_dir: Path) -> Path:
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 

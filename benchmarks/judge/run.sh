@@ -87,3 +87,16 @@ ctrldial classifier train --out "$OUT/judge-gen3" --overwrite "${ctx[@]}" --set 
 ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/judge-gen3" --out "$OUT/judge-gen3"
 cp "$OUT/judge-gen3/agreement.json" $J/results/judge-gen3-heldout.json
 ctrldial classifier eval "$OUT/judge-gen3" --out "$OUT/judge-gen3/eval-full-split" --set data.path="$DATA" --set data.dedup=false
+
+# 8. an unsure threshold (README "An unsure threshold"): chosen by 2-fold CV on the development labels (each fold judged by
+#    the MiniLM ×30 judge trained on the other fold; labels-dev2 judged by judge-gen as a second check), then judge-gen2
+#    measured once on the held-out labels at the chosen threshold (into its own folder: judge-gen2/agreement.json stays)
+for f in A B; do o=$([ $f = A ] && echo B || echo A)
+  ctrldial judge agreement "$OUT/folds/dev-$o.jsonl" --classifier "$OUT/cv/rep30-train$f" --out "$OUT/unsure/rep30-train$f-on-$o"
+done
+ctrldial judge agreement $J/labels-dev2.jsonl --classifier "$OUT/judge-gen" --out "$OUT/unsure/judge-gen-on-dev2"
+python $J/unsure.py choose "$OUT/unsure/rep30-trainB-on-A/agreement.json" "$OUT/unsure/rep30-trainA-on-B/agreement.json" \
+  --dev2 "$OUT/unsure/judge-gen-on-dev2/agreement.json" > $J/results/unsure-dev-cv.json
+T=$(python -c "import json; print(json.load(open('$J/results/unsure-dev-cv.json'))['chosen_threshold'])")   # 0.85
+ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/judge-gen2" --unsure-below "$T" --out "$OUT/unsure/judge-gen2-heldout"
+python $J/unsure.py heldout "$OUT/unsure/judge-gen2-heldout/agreement.json" > $J/results/judge-gen2-heldout-unsure.json

@@ -3,7 +3,7 @@
 The Python API (``ctrldial.api``): ``run``, ``load`` (→ ``Model.generate``), ``report``, ``rescore``, ``make_config``.
 """
 
-from ctrldial.api import Model, load, make_config, report, rescore, run
+from ctrldial.api import Model, evaluate, load, make_config, report, rescore, run
 
-__all__ = ["Model", "load", "make_config", "report", "rescore", "run"]
+__all__ = ["Model", "evaluate", "load", "make_config", "report", "rescore", "run"]
 __version__ = "0.1.0"

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ctrldial.config import Config, Layers, build_config
-from ctrldial.errors import UserError
+from ctrldial.errors import UserError, check_label  # noqa: F401  (check_label is public here)
+from ctrldial.record import recorded_labels  # noqa: F401
 
 
 def make_config(spec: Config | dict[str, Any] | str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -52,30 +53,14 @@ class Model:
         return self.generate_many([context], [label])[0]
 
     def generate_many(self, contexts: list[str | list[str]], labels: list[str]) -> list[str]:
-        """One response per (context, label) pair, batched."""
-        from ctrldial.generate import decode, generate_ids
-
+        """One response per (context, label) pair, batched (with the run's decoding, guidance included)."""
         for lab in labels:
             check_label(lab, self._m.labels)
-        m = self._m
-        prompts = [m.template.prompt_ids(_turns(c), lab) for c, lab in zip(contexts, labels)]
-        return decode(m.tokenizer, generate_ids(m.model, prompts, m.cfg.generate, m.eos_id, m.pad_id))
+        return self._m.respond([(_turns(c), lab) for c, lab in zip(contexts, labels)])
 
 
 def _turns(context: str | list[str]) -> tuple[str, ...]:
     return (context,) if isinstance(context, str) else tuple(context)
-
-
-def check_label(label: str, labels: list[str], option: str = "label") -> None:
-    if label not in labels:
-        raise UserError(f"{option} {label!r}: not one of {', '.join(labels)}")
-
-
-def recorded_labels(run_dir: str | Path) -> list[str]:
-    """The labels a finished run was evaluated on, read from its record (no model is loaded)."""
-    from ctrldial.record import load_record
-
-    return list(load_record(Path(run_dir))["data"]["labels"])
 
 
 def load(run_dir: str | Path, overrides: list[str] | None = None) -> Model:
@@ -92,8 +77,17 @@ def report(runs_dir: str | Path) -> Path:
     return build_report(Path(runs_dir))
 
 
-def rescore(run_dir: str | Path, classifier: str | Path, name: str | None = None) -> dict[str, Any]:
-    """Judge a finished run's generations again with another classifier (``name``: as an additional judge); returns the record."""
+def evaluate(run_dir: str | Path, contexts: str | Path, out: str | Path, labels: list[str] | None = None,
+             overrides: list[str] | None = None) -> dict[str, Any]:
+    """A finished run on a contexts file (``{"context": [...]}`` per line): generations, judged, into ``out``."""
+    from ctrldial.evaluation import evaluate as _evaluate
+
+    return _evaluate(Path(run_dir), Path(contexts), Path(out), labels, overrides)
+
+
+def rescore(run_dir: str | Path, classifier: str | Path, name: str | None = None, unsure_below: float = 0.0) -> dict[str, Any]:
+    """Judge a finished run's generations again with another classifier (``name``: as an additional judge; ``unsure_below``:
+    as ``classifier.unsure_below``); returns the record."""
     from ctrldial.scoring import rescore as rescore_run
 
-    return rescore_run(Path(run_dir), Path(classifier), name)
+    return rescore_run(Path(run_dir), Path(classifier), name, unsure_below)

@@ -59,7 +59,8 @@ def cmd_classifier_ensemble(args) -> None:
 def cmd_judge_agreement(args) -> None:
     from ctrldial.agreement import agreement, format_agreement
 
-    print(format_agreement(agreement(Path(args.labels), Path(args.classifier), Path(args.out) if args.out else None)))
+    print(format_agreement(agreement(Path(args.labels), Path(args.classifier), Path(args.out) if args.out else None,
+                                     unsure_below=args.unsure_below)))
     if args.out:
         print(f"written: {Path(args.out) / 'agreement.json'}")
 
@@ -77,16 +78,26 @@ def cmd_generate(args) -> None:
     print(api.load(args.run_dir, args.overrides).generate(args.context, args.label))
 
 
+def cmd_eval(args) -> None:
+    from ctrldial import api
+    from ctrldial.evaluation import format_eval
+
+    result = api.evaluate(args.run_dir, args.contexts, args.out, labels=args.labels, overrides=args.overrides)
+    print(format_eval(result))
+    print(f"written: {Path(args.out) / 'generations.jsonl'}, {Path(args.out) / 'metrics.json'}")
+
+
 def cmd_rescore(args) -> None:
     from ctrldial import api
 
     for d in args.run_dirs:
-        rec = api.rescore(d, args.classifier, name=args.as_name)
+        rec = api.rescore(d, args.classifier, name=args.as_name, unsure_below=args.unsure_below)
         m = rec["judges"][args.as_name]["metrics"] if args.as_name else rec["metrics"]
         lo, hi = m["ci"]["control_accuracy"] or (float("nan"), float("nan"))
         corrected = m.get("corrected_control_accuracy")
         print(f"{d}: control_accuracy={m['control_accuracy']:.3f} [{lo:.3f}, {hi:.3f}] gold={m['control_accuracy_gold']:.3f}"
-              + (f" corrected={corrected:.3f}" if corrected is not None else ""))
+              + (f" corrected={corrected:.3f}" if corrected is not None else "")
+              + (f" unsure_rate={m['unsure_rate']:.3f} sure={m['control_accuracy_sure']:.3f}" if m.get("unsure_rate") is not None else ""))
 
 
 def cmd_sweep(args) -> None:
@@ -158,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels", help='JSONL: {"context": [...], "response": "...", "label": "directive"} per line (other keys kept)')
     p.add_argument("--classifier", required=True, help="a trained classifier or ensemble folder")
     p.add_argument("--out", help="folder for agreement.json (with every verdict)")
+    p.add_argument("--unsure-below", type=float, default=0.0, metavar="T",
+                   help="also report coverage and agreement on the verdicts with confidence >= T (agreement.json always "
+                        "lists a range of thresholds)")
     p.set_defaults(func=cmd_judge_agreement)
 
     p = sub.add_parser("run", help="train one method, generate for every label, score, write record.json")
@@ -173,11 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("eval", help="a trained run on contexts of your own: every context asked for every label, judged")
+    p.add_argument("run_dir")
+    p.add_argument("--contexts", required=True, help='JSONL: {"context": ["turn", ...]} per line (optional: id, reference, reference_label)')
+    p.add_argument("--out", required=True, help="folder for generations.jsonl and metrics.json")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="ask only for these labels (default: every label of the run)")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="decoding on top of the run's config, e.g. --set generate.guidance_scale=2")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("rescore", help="judge finished runs' generations again with another classifier")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--classifier", required=True, help="a trained classifier folder")
     p.add_argument("--as", dest="as_name", metavar="NAME",
                    help="score as an additional judge NAME (record.judges.NAME); the primary judge's figures stay")
+    p.add_argument("--unsure-below", type=float, default=0.0, metavar="T",
+                   help="a verdict with confidence below T is unsure: counted apart (unsure_rate), never as a hit (default 0: off)")
     p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("sweep", help="run a grid of configs, skipping finished points")

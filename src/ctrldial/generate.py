@@ -8,10 +8,14 @@ processors go through ``model.generate``, on left-padded batches sorted by lengt
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ctrldial.batching import length_sorted_batches
 from ctrldial.config import GenerateConfig
+from ctrldial.guidance import Guide, Sampler, expand
+from ctrldial.errors import UserError
 from ctrldial.greedy import forward_parameters, greedy_decode, is_prompt_learning, left_pad, shared_prefix_groups
 
 # generation_config fields whose logit processors our greedy loop does not apply; a model that sets any
@@ -34,7 +38,7 @@ def generation_kwargs(cfg: GenerateConfig, eos_id: int, pad_id: int) -> dict:
         repetition_penalty=cfg.repetition_penalty,
     )
     if cfg.do_sample:
-        kw.update(temperature=cfg.temperature, top_p=cfg.top_p)
+        kw.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
     else:
         # greedy/beam: unset sampling knobs some checkpoints ship in generation_config (avoids warnings)
         kw.update(temperature=None, top_p=None, top_k=None)
@@ -79,19 +83,28 @@ def prefix_chunks(prompts: list[list[int]], batch_size: int) -> list[list[int]]:
     return [members[s : s + batch_size] for _, members in groups for s in range(0, len(members), batch_size)]
 
 
-def generate_ids(model, prompts: list[list[int]], cfg: GenerateConfig, eos_id: int, pad_id: int, progress: bool = False) -> list[list[int]]:
+def generate_ids(
+    model, prompts: list[list[int]], cfg: GenerateConfig, eos_id: int, pad_id: int, progress: bool = False,
+    negatives: list[list[list[int]]] | None = None, logprobs: list[float] | None = None,
+) -> list[list[int]]:
     """New token ids per prompt (without the prompt, cut at the first eos), in the input order.
 
     Prompts are processed longest first in batches of similar length, so padding is minimal and the
     first batch shows at once whether memory suffices. Greedy decoding of plain models uses
     ``greedy_decode`` (Hugging Face greedy's tokens, faster); everything else ``model.generate``.
+    With ``negatives`` (per prompt, its negative prompts) and ``cfg.guidance_scale != 1`` the greedy loop
+    decodes with classifier-free guidance (guidance.py). With ``logprobs`` (an empty list) it is filled with
+    each response's log-likelihood (ctrldial's loop, greedy or sampled; for reranking).
     """
     from tqdm.auto import tqdm
 
     if not prompts:
         return []
     bar = tqdm(total=len(prompts), desc="generate", disable=not progress, dynamic_ncols=True)
-    if uses_greedy_loop(model, cfg):
+    guided = negatives is not None and cfg.guidance_scale != 1
+    if guided or logprobs is not None:
+        out = _own_loop(model, prompts, negatives if guided else None, cfg, eos_id, pad_id, bar, logprobs)
+    elif uses_greedy_loop(model, cfg):
         chunks = prefix_chunks(prompts, cfg.batch_size)
         out = greedy_decode(model, prompts, chunks, cfg.max_new_tokens, eos_id, pad_id, cfg.batch_size, cfg.repetition_penalty, bar)
     else:
@@ -102,6 +115,33 @@ def generate_ids(model, prompts: list[list[int]], cfg: GenerateConfig, eos_id: i
             bar.update(len(batch))
     bar.close()
     return out
+
+
+def _own_loop(model, prompts, negatives, cfg: GenerateConfig, eos_id: int, pad_id: int, bar, logprobs) -> list[list[int]]:
+    """ctrldial's loop where only it can decode: classifier-free guidance (each prompt with its negatives, in
+    the same batches), and candidates whose likelihood a reranker needs (greedy or sampled: ``Sampler``)."""
+    if cfg.num_beams != 1 or not uses_greedy_loop(model, replace(cfg, do_sample=False)):
+        raise UserError(
+            "generate.guidance_scale / generate.num_candidates run in ctrldial's decoding loop, which this model or config cannot "
+            "take (beam search, an encoder-decoder, a multi-module prompt-learning method, or a generation_config with logit "
+            "processors); set generate.num_beams=1, generate.guidance_scale=1 or generate.num_candidates=1"
+        )
+    sampler = Sampler(cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed) if cfg.do_sample else None
+    if negatives is None:
+        rows, guide, batch_size = prompts, None, cfg.batch_size
+        chunks = prefix_chunks(prompts, batch_size)
+    else:
+        rows, owner, members = expand(prompts, negatives)
+        per_prompt = max(len(m) for m in members)
+        batch_size = max(cfg.batch_size, per_prompt)
+        chunks = [[r for i in chunk for r in members[i]] for chunk in prefix_chunks(prompts, max(1, batch_size // per_prompt))]
+        guide = Guide(owner, cfg.guidance_scale)
+    row_logprobs = [0.0] * len(rows) if logprobs is not None else None
+    out = greedy_decode(model, rows, chunks, cfg.max_new_tokens, eos_id, pad_id, batch_size, cfg.repetition_penalty, bar, guide,
+                        sampler, row_logprobs)
+    if logprobs is not None:
+        logprobs[:] = row_logprobs[: len(prompts)]
+    return out[: len(prompts)]
 
 
 def decode(tokenizer, ids: list[list[int]]) -> list[str]:

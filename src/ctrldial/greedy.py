@@ -307,6 +307,9 @@ def greedy_decode(
     batch_size: int,
     repetition_penalty: float = 1.0,
     progress=None,
+    guide=None,
+    sampler=None,
+    logprobs: list[float] | None = None,
 ) -> list[list[int]]:
     """Greedy new tokens per prompt (cut before the first eos): Hugging Face greedy's tokens, faster.
 
@@ -315,6 +318,16 @@ def greedy_decode(
     only the responses still running; once half the rows have left, the next ``chunks`` of prompts
     (index lists, kept together) are prefilled and join the running batch, so the per-step cost, mostly
     reading the weights on a CPU, is shared by a full batch instead of a straggler or two.
+
+    With ``guide`` (classifier-free guidance) some prompts are companions of another: they take their owner's
+    token at every step and leave with it, and the owner's token comes from the guided logits
+    (``ctrldial.guidance.Guide``: ``combine`` the logits, then every row ``follow``s its owner's token).
+    ``chunks`` must keep each owner with its companions. Only owners' tokens are returned (``out[i]`` is
+    empty for a companion).
+
+    With ``sampler`` (``ctrldial.guidance.Sampler``) tokens are drawn instead of taken greedily; ``logprobs``
+    (a list as long as ``prompts``) receives each response's log-likelihood under the scores it was decoded
+    from (eos included), which rerankers use to break ties.
     """
     start = _Start(model)
     model = start.model
@@ -337,17 +350,29 @@ def greedy_decode(
                     live.merge(new)
         assert live is not None, "a chunk larger than batch_size"
         scores = live.logits[:, -1].float()
+        if guide is not None:
+            scores = guide.combine(scores, live.rows)
         if live.seen is not None:
             scores = _penalize(scores, live.seen, repetition_penalty)
-        tokens = scores.argmax(-1)
-        running = []
-        for j, (row, t) in enumerate(zip(live.rows, tokens.tolist())):
-            if t != eos_id:
+        tokens = scores.argmax(-1) if sampler is None else sampler.draw(scores)
+        if guide is not None:
+            tokens = guide.follow(tokens, live.rows)
+        if logprobs is not None:
+            for row, lp in zip(live.rows, scores.log_softmax(-1).gather(1, tokens[:, None])[:, 0].tolist()):
+                logprobs[row] += lp
+        owner = guide.owner if guide is not None else None
+        running, finished = [], 0
+        for row, t in zip(live.rows, tokens.tolist()):
+            if t != eos_id and (owner is None or owner[row] == row):
                 out[row].append(t)
-                if len(out[row]) < max_new_tokens:
-                    running.append(j)
+        for j, (row, t) in enumerate(zip(live.rows, tokens.tolist())):
+            own = row if owner is None else owner[row]
+            if t != eos_id and len(out[own]) < max_new_tokens:
+                running.append(j)
+            elif own == row:
+                finished += 1
         if progress is not None:
-            progress.update(len(live.rows) - len(running))
+            progress.update(finished)
         if not running:
             live = None
             continue

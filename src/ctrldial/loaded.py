@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ class Loaded:
     model: Any
     template: Template
     labels: list[str]
+    _reranker: Any = None
+    reranker_info: dict[str, Any] | None = None
 
     @property
     def eos_id(self) -> int:
@@ -38,12 +41,50 @@ class Loaded:
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id
 
-    def encode(self, examples: list[Example]) -> tuple[list[Encoded], int]:
-        """Training sequences of ``examples`` and how many were dropped as too long."""
+    def encode(self, examples: list[Example], label_dropout: float = 0.0) -> tuple[list[Encoded], int]:
+        """Training sequences of ``examples`` and how many were dropped as too long.
+
+        With ``label_dropout`` p, a seeded share p of the examples gets the null label (classifier-free guidance).
+        """
         attr = self.cfg.data.attribute
-        encoded = [self.template.train_ids(ex.context, label_of(ex, attr), ex.response) for ex in examples]
+        rng = random.Random(self.cfg.data.seed)
+        labels = [None if label_dropout and rng.random() < label_dropout else label_of(ex, attr) for ex in examples]
+        encoded = [self.template.train_ids(ex.context, lab, ex.response) for ex, lab in zip(examples, labels)]
         kept = [e for e in encoded if e is not None]
         return kept, len(encoded) - len(kept)
+
+    def negatives(self, requests: list[tuple[tuple[str, ...] | list[str], str]]) -> list[list[list[int]]] | None:
+        """Per (context, label) request its negative prompts for classifier-free guidance (guidance.py): the
+        null-label prompt, or the prompts of every other label of the attribute; None without guidance."""
+        g = self.cfg.generate
+        if g.guidance_scale == 1:
+            return None
+        if g.guidance_negative == "null":
+            return [[self.template.prompt_ids(ctx, None)] for ctx, _ in requests]
+        every = label_names(self.cfg.data.attribute)
+        return [[self.template.prompt_ids(ctx, other) for other in every if other != lab] for ctx, lab in requests]
+
+    def respond(self, requests: list[tuple[tuple[str, ...] | list[str], str]], progress: bool = False) -> list[str]:
+        """The response to each (context, label) request, decoded as ``generate`` says (guidance, reranking included)."""
+        from ctrldial.generate import decode, generate_ids
+
+        if self.cfg.generate.num_candidates > 1:
+            from ctrldial.rerank import rerank
+
+            return rerank(self, requests, self.reranker(), progress)
+        prompts = [self.template.prompt_ids(ctx, lab) for ctx, lab in requests]
+        ids = generate_ids(self.model, prompts, self.cfg.generate, self.eos_id, self.pad_id, progress, self.negatives(requests))
+        return decode(self.tokenizer, ids)
+
+    def reranker(self):
+        """The discriminator of generate.rerank_classifier, loaded once (and checked against the judge)."""
+        if self._reranker is None:
+            from ctrldial.rerank import check_reranker
+            from ctrldial.scoring import load_judge
+
+            self.reranker_info = check_reranker(self.cfg.generate.rerank_classifier, self.cfg.classifier.path)
+            self._reranker = load_judge(self.cfg.generate.rerank_classifier, self.cfg.data.attribute)
+        return self._reranker
 
     def param_counts(self) -> dict[str, Any]:
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)

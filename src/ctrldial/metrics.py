@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -12,21 +13,45 @@ def control_metrics(rows: list[dict[str, Any]], labels: list[str]) -> dict[str, 
     Every context is asked for every label, and the headline is the mean over requested labels, so a
     model that ignores the label cannot score by echoing the corpus prior (45% inform). The first
     experiments' measure — requested = the reference's own label — is reported beside it as `_gold`.
+
+    Rows judged with a threshold carry ``unsure`` (scoring.score_rows). Then ``control_accuracy`` counts an
+    unsure verdict as not following the request (conservative: only verdicts the judge is sure of are hits),
+    and the result adds ``unsure_rate`` (share of non-empty responses judged unsure) and
+    ``control_accuracy_sure`` / ``per_label_accuracy_sure`` (the same measure over sure verdicts only; an
+    empty response is a sure miss). Rows without ``unsure`` give exactly the keys and values they always did.
     """
     hits: dict[str, list[bool]] = defaultdict(list)
+    sure: dict[str, list[bool]] = defaultdict(list)
     gold, other = [], []
     for r in rows:
-        ok = r["predicted"] == r["requested"]
+        ok = r["predicted"] == r["requested"] and not r.get("unsure", False)
         hits[r["requested"]].append(ok)
         (gold if r["requested"] == r["reference_label"] else other).append(ok)
-    per_label = {lab: (sum(hits[lab]) / len(hits[lab]) if hits[lab] else None) for lab in labels}
-    known = [v for v in per_label.values() if v is not None]
-    return {
-        "control_accuracy": sum(known) / len(known) if known else None,
+        if not r.get("unsure", False):
+            sure[r["requested"]].append(ok)
+    per_label = _per_label(hits, labels)
+    out = {
+        "control_accuracy": _mean_known(per_label),
         "control_accuracy_gold": sum(gold) / len(gold) if gold else None,
         "control_accuracy_other": sum(other) / len(other) if other else None,
         "per_label_accuracy": per_label,
     }
+    if any("unsure" in r for r in rows):
+        judged = [r for r in rows if r["predicted"] is not None]
+        per_sure = _per_label(sure, labels)
+        out["unsure_rate"] = sum(bool(r["unsure"]) for r in judged) / len(judged) if judged else None
+        out["control_accuracy_sure"] = _mean_known(per_sure)
+        out["per_label_accuracy_sure"] = per_sure
+    return out
+
+
+def _per_label(hits: dict[str, list[bool]], labels: list[str]) -> dict[str, float | None]:
+    return {lab: (sum(hits[lab]) / len(hits[lab]) if hits[lab] else None) for lab in labels}
+
+
+def _mean_known(per_label: dict[str, float | None]) -> float | None:
+    known = [v for v in per_label.values() if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 def _context_key(r: dict[str, Any]) -> tuple:
@@ -34,11 +59,14 @@ def _context_key(r: dict[str, Any]) -> tuple:
 
 
 def control_ci(rows: list[dict[str, Any]], labels: list[str], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
-    """Percentile bootstrap intervals over *contexts* for control accuracy (all acts, gold, per act).
+    """Percentile bootstrap intervals over *contexts* for control accuracy (all acts, gold, per act; and
+    ``control_accuracy_sure`` when rows carry ``unsure``, which counts as a miss as in ``control_metrics``).
 
     A context's responses (one per requested act) are resampled together: they share the context, so
     treating the 4 × N responses as independent would make the intervals too narrow.
     """
+    import warnings
+
     import numpy as np
 
     keys: dict[tuple, int] = {}
@@ -48,12 +76,16 @@ def control_ci(rows: list[dict[str, Any]], labels: list[str], resamples: int = 1
     if n == 0:
         return {}
     hits = np.full((n, len(labels)), np.nan)
+    sure = np.full((n, len(labels)), np.nan)  # as hits, nan where the verdict is unsure
     gold = np.full(n, np.nan)
     for r in rows:
         if r["requested"] not in labels:
             continue
-        i, ok = keys[_context_key(r)], float(r["predicted"] == r["requested"])
+        unsure = bool(r.get("unsure", False))
+        i, ok = keys[_context_key(r)], float(r["predicted"] == r["requested"] and not unsure)
         hits[i, labels.index(r["requested"])] = ok
+        if not unsure:
+            sure[i, labels.index(r["requested"])] = ok
         if r["requested"] == r["reference_label"]:
             gold[i] = ok
     idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
@@ -72,6 +104,10 @@ def control_ci(rows: list[dict[str, Any]], labels: list[str], resamples: int = 1
             "control_accuracy_gold": interval(np.nanmean(gold[idx], axis=1)),
             "per_label_accuracy": {lab: interval(per_label[:, j]) for j, lab in enumerate(labels)},
         }
+        if any("unsure" in r for r in rows):
+            with warnings.catch_warnings():  # a resample whose act has no sure verdict: nan, dropped by interval()
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out["control_accuracy_sure"] = interval(np.nanmean(np.nanmean(sure[idx], axis=1), axis=1))
     return {**out, "level": level, "resamples": resamples, "unit": "context"}
 
 
@@ -95,7 +131,7 @@ def bleu(hypotheses: list[str], references: list[str]) -> float:
 
 
 def text_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """BLEU and distinct-n on the responses asked for the reference's own label; length and emptiness on all."""
+    """BLEU and distinct-n on the responses asked for the reference's own label; length, emptiness and repetition on all."""
     gold = [r for r in rows if r["requested"] == r["reference_label"]]
     hyps = [r["generation"] for r in gold]
     every = [r["generation"] for r in rows]
@@ -105,4 +141,25 @@ def text_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "distinct_2": distinct_n(hyps, 2),
         "mean_length": sum(len(t.split()) for t in every) / len(every) if every else 0.0,
         "empty_rate": sum(not t.strip() for t in every) / len(every) if every else 0.0,
+        "repetition_rate": repetition_rate(every),
     }
+
+
+_WORD = re.compile(r"\w+(?:'\w+)*")  # words, contractions kept whole ("don't"); punctuation dropped
+
+
+def repeats_ngram(text: str, n: int = 3) -> bool:
+    """Whether some word n-gram occurs at least twice in ``text`` (lower-cased words, punctuation ignored)."""
+    words = _WORD.findall(text.lower())
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) < len(grams)
+
+
+def repetition_rate(texts: list[str], n: int = 3) -> float | None:
+    """Share of non-empty responses that repeat a word 3-gram (``repeats_ngram``): the loops of degenerate decoding.
+
+    Tokens are the lower-cased words of the response, ``\\w+`` runs with contractions kept whole and punctuation
+    dropped, so "I know. I know." has no repeated 3-gram and "a b c, a b c" has one. None without a non-empty response.
+    """
+    said = [t for t in texts if t.strip()]
+    return sum(repeats_ngram(t, n) for t in said) / len(said) if said else None

@@ -17,7 +17,8 @@ import torch
 from ctrldial.config import Config, flat_config
 from ctrldial.data.examples import Example, Splits, fingerprint, label_of, load_splits
 from ctrldial.errors import UserError
-from ctrldial.generate import decode, generate_ids
+from ctrldial.fluency import generation_perplexity
+from ctrldial.generate import generate_ids
 from ctrldial.loaded import MODEL_DIR, Loaded, apply_method, learning_rate, prepare, ready_to_generate, save_method
 from ctrldial.metrics import text_metrics
 from ctrldial.record import GENERATIONS, RECORD, Cost, DataSummary, RunRecord, Sanity, TrainSummary, peak_memory_mb, read_record, write_jsonl, write_record
@@ -90,9 +91,11 @@ def _stages(cfg: Config, out: Path, accelerator, record: RunRecord) -> dict[str,
 
     set_seed(cfg.train.seed)
     splits = load_splits(cfg.data)
-    judge = load_judge(cfg.classifier.path, cfg.data.attribute)  # fail fast, before any training
+    judge = load_judge(cfg.classifier.path, cfg.data.attribute, cfg.classifier.unsure_below)  # fail fast, before any training
     m = prepare(cfg, accelerator.device)
-    train_enc, dropped = m.encode(splits.train)
+    if cfg.generate.num_candidates > 1:
+        m.reranker()  # fail fast: a reranker that is the judge stops the run before training
+    train_enc, dropped = m.encode(splits.train, cfg.data.label_dropout)
     valid_enc, _ = m.encode(splits.valid)
     prompts = eval_prompts(m, splits.test)
     sanity = SanityCheck(m, prompts)
@@ -108,9 +111,11 @@ def _stages(cfg: Config, out: Path, accelerator, record: RunRecord) -> dict[str,
     if m.method.trains:
         save_method(m, out / MODEL_DIR)
     ready_to_generate(m)
-    rows, gen_seconds = generate_rows(m, splits.test, prompts)
+    rows, gen_seconds = generate_rows(m, splits.test)
     metrics, warnings = score_generations(judge, rows, m.labels)
     metrics["perplexity"] = reference_perplexity(m, splits.test) if cfg.eval.perplexity else None
+    peak_mb = peak_memory_mb()  # before the base model loads for generation_perplexity
+    metrics["generation_perplexity"] = generation_perplexity(m, rows) if cfg.eval.generation_perplexity else None
     checked = sanity.after(m)
     if checked is not None and not checked.changed:
         warnings.append("tuned generations are identical to the base model's on the sanity prompts: the method had no effect")
@@ -124,13 +129,13 @@ def _stages(cfg: Config, out: Path, accelerator, record: RunRecord) -> dict[str,
         train_tokens_per_second=trained.tokens_per_second if trained else None,
         generate_seconds=gen_seconds,
         responses_per_second=len(rows) / gen_seconds if gen_seconds else None,
-        peak_memory_mb=peak_memory_mb(),
+        peak_memory_mb=peak_mb,
         processes=accelerator.num_processes,
         mixed_precision=accelerator.mixed_precision,
     )
     record.train = train_summary(trained, learning_rate(cfg, m.method))
     record.data = data_summary(splits, len(train_enc), dropped, len(valid_enc), m.labels)
-    record.sanity, record.warnings, record.judge = checked, warnings, cfg.classifier.path
+    record.sanity, record.warnings, record.judge, record.reranker = checked, warnings, cfg.classifier.path, m.reranker_info
     write_record(out, record)
     print(f"record: {out / RECORD}  control_accuracy={_fmt(metrics['control_accuracy'])}  empty_rate={metrics['empty_rate']:.3f}")
     return record.to_dict()
@@ -182,12 +187,11 @@ def train_method(m: Loaded, train_enc: list, valid_enc: list, accelerator, keep:
     return result
 
 
-def generate_rows(m: Loaded, contexts: list[Example], prompts: list[list[int]] | None = None) -> tuple[list[dict[str, Any]], float]:
+def generate_rows(m: Loaded, contexts: list[Example]) -> tuple[list[dict[str, Any]], float]:
     """One row per (context, requested label) with the generated response, and the seconds generation took."""
-    prompts = prompts if prompts is not None else eval_prompts(m, contexts)
     attr = m.cfg.data.attribute
     t0 = time.perf_counter()
-    texts = decode(m.tokenizer, generate_ids(m.model, prompts, m.cfg.generate, m.eos_id, m.pad_id, progress=True))
+    texts = m.respond([(ex.context, lab) for ex in contexts for lab in m.labels], progress=True)
     seconds = time.perf_counter() - t0
     rows = []
     for i, ex in enumerate(contexts):

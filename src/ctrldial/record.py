@@ -79,6 +79,15 @@ def load_record(run_dir: Path) -> dict[str, Any]:
     return rec
 
 
+def recorded_labels(run_dir: Path) -> list[str]:
+    """The labels a finished run was evaluated on, read from its record (no model is loaded)."""
+    return list(load_record(Path(run_dir))["data"]["labels"])
+
+
+ADDED_LATER = {"reranker"}
+"""RunRecord fields added within this schema version: a record written before them lacks them (read as None)."""
+
+
 def check_schema(rec: Any, where: Path) -> None:
     """A record of this schema, with the keys every reader relies on."""
     if not isinstance(rec, dict) or "schema" not in rec:
@@ -88,7 +97,7 @@ def check_schema(rec: Any, where: Path) -> None:
             f"{where}: record schema {rec['schema']!r}, this ctrldial reads schema {SCHEMA_VERSION}; "
             "rerun the run with this version (or use the ctrldial version that wrote it)"
         )
-    missing = [f.name for f in fields(RunRecord) if f.name not in rec]
+    missing = [f.name for f in fields(RunRecord) if f.name not in rec and f.name not in ADDED_LATER]
     if rec.get("status") == "ok" and missing:
         raise UserError(f"{where}: damaged record, missing {', '.join(missing)}; run the same command again to redo this run")
 
@@ -211,6 +220,9 @@ class RunRecord:
     warnings: list[str] = field(default_factory=list)
     judge: str | None = None
     """The classifier folder that produced the control metrics."""
+    reranker: dict[str, Any] | None = None
+    """With generate.num_candidates > 1: the discriminator that chose among candidates, and its training data
+    beside the judge's (rerank.py: they never share dialogues)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -301,11 +313,22 @@ METRICS: list[Metric] = [
            "agreement.json", True, by_judge=True),
     Metric("metrics.control_accuracy_gold", "gold-label acc.", ".3f",
            "control accuracy on the responses requested with the reference's own act (the first experiments' measure)", True),
+    Metric("metrics.control_accuracy_sure", "control acc., sure", ".3f",
+           "control accuracy over the verdicts the judge is sure of (confidence >= classifier.unsure_below; empty responses "
+           "count as misses); n/a: no threshold set", True, ci="metrics.ci.control_accuracy_sure"),
+    Metric("metrics.unsure_rate", "unsure", ".3f",
+           "share of non-empty responses whose verdict is below classifier.unsure_below (counted as misses in control acc.); "
+           "n/a: no threshold set (a property of the judge on these responses, not a quality of the method)", None),
     Metric("metrics.bleu", "BLEU", ".2f", "on the responses requested with the reference's own act: overlap with the reference", True),
     Metric("metrics.distinct_1", "dist-1", ".3f", "distinct unigrams / all unigrams of those responses (variety)", True),
     Metric("metrics.distinct_2", "dist-2", ".3f", "distinct bigrams / all bigrams of those responses (variety)", True),
     Metric("metrics.perplexity", "perplexity", ".1f", "of the reference responses under the tuned model", False),
     Metric("metrics.empty_rate", "empty", ".3f", "share of empty responses", False),
+    Metric("metrics.generation_perplexity", "gen. perplexity", ".1f",
+           "of the generated (non-empty) responses given their context, under the untuned base model: fluency, which high "
+           "control must not cost (ctrldial/fluency.py)", False),
+    Metric("metrics.repetition_rate", "repetition", ".3f",
+           "share of non-empty responses in which a word 3-gram occurs twice (a decoding loop)", False),
     Metric("cost.trainable_params", "trainable params (% of model)", "params", "what the method trains (and its share of the model)", None),
     Metric("cost.trainable_percent", "% of model", ".3g", "trainable parameters as a share of all parameters", None,
            percent_of="cost.trainable_params"),

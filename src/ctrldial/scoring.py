@@ -18,14 +18,23 @@ NO_JUDGE = {"control_accuracy": None, "control_accuracy_gold": None, "control_ac
 """Control metrics of a run without a classifier: not measured."""
 
 
-def load_judge(path: str | Path | None, attribute: str):
-    """The classifier (or ensemble) that judges generations, or None when no ``classifier.path`` is set."""
+def load_judge(path: str | Path | None, attribute: str, unsure_below: float = 0.0):
+    """The classifier (or ensemble) that judges generations, or None when no ``classifier.path`` is set.
+
+    The judge carries ``unsure_below`` (``classifier.unsure_below``): ``score_rows`` marks a verdict whose
+    confidence is below it ``unsure``.
+    """
     if not path:
         return None
     from ctrldial.classifier import Scorer
 
-    return Scorer.load(Path(path), attribute)
+    judge = Scorer.load(Path(path), attribute)
+    judge.unsure_below = unsure_below
+    return judge
 
+
+UNSURE_KEYS = ("unsure_below", "unsure_rate", "control_accuracy_sure", "per_label_accuracy_sure")
+"""The metrics a judge with a threshold adds (``score_rows``); absent without one."""
 
 VALIDATION = "agreement.json"
 """In a judge's folder: its agreement with held-out hand labels (`ctrldial judge agreement LABELS --classifier J --out J`)."""
@@ -36,12 +45,20 @@ def score_rows(judge, rows: list[dict[str, Any]], labels: list[str]) -> dict[str
 
     Besides control accuracy: 95% bootstrap intervals over contexts (``ci``), and, when the judge folder holds
     its validation on hand labels (``agreement.json``), the human-corrected control (ctrldial/correction.py).
+    When the judge carries a threshold (``load_judge(..., unsure_below)``), every row also gets ``unsure``
+    and the metrics ``unsure_rate`` and ``control_accuracy_sure`` (metrics.control_metrics).
     """
+    threshold = getattr(judge, "unsure_below", 0.0) or 0.0
     pred, conf = judge.score([r["generation"] for r in rows], [r["context"] for r in rows])
     for r, p, c in zip(rows, pred, conf):
         # an empty reply has no act: it never counts as following the request
         r["predicted"], r["confidence"] = (p, c) if r["generation"].strip() else (None, None)
+        r.pop("unsure", None)  # a verdict of an earlier judge or threshold
+        if threshold > 0:
+            r["unsure"] = r["confidence"] is not None and r["confidence"] < threshold
     metrics = {**control_metrics(rows, labels), "ci": control_ci(rows, labels)}
+    if threshold > 0:
+        metrics["unsure_below"] = threshold
     metrics.update(corrected_metrics(judge, rows, labels))
     return metrics
 
@@ -85,25 +102,31 @@ def read_generations(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def rescore(run_dir: Path, classifier: Path, name: str | None = None) -> dict[str, Any]:
+def rescore(run_dir: Path, classifier: Path, name: str | None = None, unsure_below: float = 0.0) -> dict[str, Any]:
     """Score a finished run's generations again with another classifier; the record says which judged it.
 
     With ``name``, the classifier is an additional judge: its figures go to ``record["judges"][name]`` and the
-    primary judge's metrics and verdicts stay as they are.
+    primary judge's metrics and verdicts stay as they are. ``unsure_below``: as ``classifier.unsure_below``.
     """
     run_dir = Path(run_dir)
     record = load_record(run_dir)
     gens = run_dir / GENERATIONS
     if not gens.is_file():
         raise UserError(f"{gens}: missing; a finished run writes it — rerun the run")
-    judge = load_judge(classifier, record["config"]["data"]["attribute"])
+    if not 0 <= unsure_below < 1:
+        raise UserError(f"--unsure-below must be in [0, 1) (0 = off), not {unsure_below}")
+    judge = load_judge(classifier, record["config"]["data"]["attribute"], unsure_below)
     rows = read_generations(gens)
     entry = {"classifier": str(classifier), "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if unsure_below:
+        entry["unsure_below"] = unsure_below
     if name:
         copies = [dict(r) for r in rows]  # the primary verdicts in generations.jsonl stay
         record.setdefault("judges", {})[name] = {"path": str(classifier), "metrics": score_rows(judge, copies, record["data"]["labels"])}
         entry["as"] = name
     else:
+        for key in UNSURE_KEYS:  # an earlier threshold's figures must not outlive a rescore without one
+            record["metrics"].pop(key, None)
         record["metrics"].update(score_rows(judge, rows, record["data"]["labels"]))
         record["judge"] = str(classifier)
         write_jsonl(gens, rows)

@@ -208,13 +208,14 @@ class TrainingData:
                 "source": self.corpus.source,
                 "utterances": len(self.train),
                 "available": len(self.available),
+                "split": c.train_split,
                 "dialogues": c.train_dialogues,
                 "extra_train": {"path": c.extra_train, "examples": len(self.extra) // c.extra_repeats, "repeats": c.extra_repeats}
                 if self.extra else None,
                 "label_counts": {labels[k]: v for k, v in sorted(Counter(ex.label for ex in self.train).items())},
                 "fingerprint": fingerprint(self.train, labels, turns),
             },
-            "validation_data": {"utterances": len(self.valid), "dedup": cfg.data.dedup, "fingerprint": fingerprint(self.valid, labels, turns)},
+            "validation_data": {"split": "train" if c.train_split == "validation" else "validation", "utterances": len(self.valid), "dedup": cfg.data.dedup, "fingerprint": fingerprint(self.valid, labels, turns)},
             "train_config": {
                 "classifier": dataclasses.asdict(c),
                 "data": {k: getattr(cfg.data, k) for k in ("path", "attribute", "max_train_examples", "dedup", "normalize", "on_error")},
@@ -228,14 +229,16 @@ def training_data(cfg, labels: list[str]) -> TrainingData:
 
     c = cfg.classifier
     corpus = load_corpus(cfg.data.path, cfg.data.on_error, dedup=cfg.data.dedup)
-    available = utterance_examples(corpus, "train", cfg.data.attribute, cfg.data.normalize, c.train_dialogues)
+    # a classifier learning from the validation split (a reranker beside a train-split judge) checks itself on train
+    check_split = "train" if c.train_split == "validation" else "validation"
+    available = utterance_examples(corpus, c.train_split, cfg.data.attribute, cfg.data.normalize, c.train_dialogues)
     extra = labelled_examples(Path(c.extra_train), labels, c.extra_repeats) if c.extra_train else []
     train = seeded_subset(available, cfg.data.max_train_examples, c.seed) + extra
     if not train:
-        raise UserError(f"data.path={cfg.data.path}: the train split has no utterances to train the classifier on")
-    valid = seeded_subset(utterance_examples(corpus, "validation", cfg.data.attribute, cfg.data.normalize), MAX_VALID_UTTERANCES, c.seed)
+        raise UserError(f"data.path={cfg.data.path}: the {c.train_split} split has no utterances to train the classifier on")
+    valid = seeded_subset(utterance_examples(corpus, check_split, cfg.data.attribute, cfg.data.normalize), MAX_VALID_UTTERANCES, c.seed)
     if not valid:
-        raise UserError(f"data.path={cfg.data.path}: the validation split has no utterances (after data.dedup)")
+        raise UserError(f"data.path={cfg.data.path}: the {check_split} split has no utterances (after data.dedup)")
     return TrainingData(corpus, available, train, extra, valid)
 
 

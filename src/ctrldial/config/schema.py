@@ -49,6 +49,9 @@ class DataConfig:
     """Optional text per label, e.g. {question: "Ask a question:"}; defaults to the label name."""
     template: Literal["plain", "chat"] = "plain"
     """`plain`: turns joined by the separator; `chat`: the tokenizer's chat template with the label stated as an instruction."""
+    label_dropout: float = 0.0
+    """Classifier-free guidance training: this share of training examples gets the null label (the prompt
+    without its label), so one model learns the conditional and the unconditional reply."""
     max_length: int | None = 128
     """Cap on tokens per training example (prompt + response), on top of the model's positions; the context is cut from the left."""
     seed: int = 0
@@ -131,6 +134,21 @@ class GenerateConfig:
     top_p: float = 1.0
     batch_size: int = 32
     repetition_penalty: float = 1.0
+    guidance_scale: float = 1.0
+    """Classifier-free guidance on the label: next-token logits = uncond + scale * (cond - uncond); 1 = plain decoding."""
+    guidance_negative: Literal["null", "other_labels"] = "null"
+    """The unconditional side: `null` (the prompt without its label; train with data.label_dropout) or
+    `other_labels` (the mean of the other labels' logits; works on any run)."""
+    top_k: int = 50
+    """Sampling: keep the k most likely tokens (0 = off), before top_p (Hugging Face's default order and value)."""
+    seed: int = 0
+    """Seed of the draws when ctrldial's loop samples (reranked candidates, guided sampling)."""
+    num_candidates: int = 1
+    """Reranking: sample this many responses per request and keep the one `rerank_classifier` finds most likely of the
+    requested label (ties: the model's likelihood). Needs do_sample=true."""
+    rerank_classifier: str | None = None
+    """The discriminator that reranks candidates: a classifier folder that is NOT the judge (classifier.path) and was
+    trained on other dialogues (e.g. classifier.train_split=validation)."""
 
 
 @dataclass
@@ -139,6 +157,8 @@ class EvalConfig:
     """Labels every context is asked for (None = all labels of the attribute)."""
     perplexity: bool = True
     """Perplexity of the reference responses under the tuned model."""
+    generation_perplexity: bool = True
+    """Perplexity of the generated responses under the untuned base model (fluency; loads a second copy of the model)."""
     sanity_prompts: int = 4
     """Fixed prompts on which tuned and base generations are compared (0 = skip)."""
 
@@ -149,6 +169,9 @@ class ClassifierConfig:
     """Encoder to fine-tune: `minilm-l6` (offline package), a Hub id or a local folder."""
     path: str | None = None
     """A trained classifier folder used to score generations."""
+    unsure_below: float = 0.0
+    """Scoring: a verdict whose confidence (max softmax probability) is below this is `unsure`, counted apart
+    and never as a hit (0 = off). Choose it on development labels: `ctrldial judge agreement` lists thresholds."""
     context: Literal["none", "previous"] = "none"
     """Input: the utterance alone, or (previous turns, utterance) as a sentence pair."""
     context_turns: int = 1
@@ -164,6 +187,10 @@ class ClassifierConfig:
     class_weights: bool = False
     """Weight the loss by inverse class frequency (useful for emotion: 83% is 'no emotion')."""
     label_smoothing: float = 0.0
+    """Cross-entropy label smoothing (0 = off): spreads this much of the target mass over all classes."""
+    train_split: Literal["train", "validation"] = "train"
+    """The split the classifier learns from. `validation` makes a reranker that shares no dialogue with a judge trained
+    on the train split (it then checks itself on train utterances)."""
     train_dialogues: Literal["all", "first_half", "second_half"] = "all"
     """Which train dialogues the classifier learns from: a reranker and the judge must never share data
     (train one on `first_half`, the other on `second_half`)."""
@@ -172,7 +199,6 @@ class ClassifierConfig:
     e.g. benchmarks/judge/labels-dev.jsonl: data closer to what the judge will score."""
     extra_repeats: int = 1
     """How many times each extra_train example is repeated (its weight against the corpus utterances)."""
-    """Cross-entropy label smoothing (0 = off): spreads this much of the target mass over all classes."""
     warmup_ratio: float = 0.06
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     """Training autocast: `auto` = bf16 on CUDA with bf16 or a CPU with AMX/AVX512-BF16, else fp32."""
@@ -207,6 +233,8 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.max_train_examples", lambda v: v is None or v > 0, "> 0 or null"),
     ("data.max_eval_examples", lambda v: v > 0, "> 0"),
     ("data.max_length", lambda v: v is None or v >= 8, ">= 8 or null"),
+    ("data.label_dropout", lambda v: 0 <= v < 1, "in [0, 1) (0.1 is the usual value)"),
+    ("generate.guidance_scale", lambda v: v >= 0, ">= 0 (1 = no guidance; 1.5 to 3 is the usual range)"),
     ("train.batch_size", lambda v: v > 0, "> 0 (try 8)"),
     ("train.grad_accum", lambda v: v > 0, "> 0"),
     ("train.lr", lambda v: v is None or v > 0, "> 0 (or null for the method's default)"),
@@ -218,12 +246,15 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("generate.max_new_tokens", lambda v: v > 0, "> 0"),
     ("generate.batch_size", lambda v: v > 0, "> 0"),
     ("generate.num_beams", lambda v: v > 0, "> 0"),
+    ("generate.num_candidates", lambda v: v >= 1, ">= 1 (1 = no reranking)"),
+    ("generate.top_k", lambda v: v >= 0, ">= 0 (0 = off)"),
     ("method.num_virtual_tokens", lambda v: v >= 0, ">= 0"),
     ("method.r", lambda v: v > 0, "> 0"),
     ("classifier.batch_size", lambda v: v > 0, "> 0"),
     ("classifier.lr", lambda v: v > 0, "> 0"),
     ("classifier.epochs", lambda v: v > 0, "> 0"),
     ("classifier.max_steps", lambda v: v is None or v > 0, "> 0 or null (null = run classifier.epochs epochs)"),
+    ("classifier.unsure_below", lambda v: 0 <= v < 1, "in [0, 1) (0 = off; a confidence is at most 1, so 1 would mark every verdict unsure)"),
     ("classifier.eval_every", lambda v: v > 0, "> 0"),
     ("classifier.max_length", lambda v: v >= 8, ">= 8 (64 covers almost every DailyDialog utterance)"),
     ("classifier.context_turns", lambda v: v >= 1, ">= 1 (the number of earlier utterances fed with context=previous)"),
@@ -244,7 +275,25 @@ def validate(cfg: Config) -> None:
 
     if cfg.method.name not in METHODS:
         p.append(f"method.name: unknown method {cfg.method.name!r}; choose one of {', '.join(sorted(METHODS))}")
+    p += _decoding_problems(cfg)
     if p:
         raise UserError("config: " + "; ".join(p))
 
 
+def _decoding_problems(cfg: Config) -> list[str]:
+    """Decoding options that do not go together, and a reranker that is the judge."""
+    from pathlib import Path
+
+    g, p = cfg.generate, []
+    if g.num_beams != 1 and (g.guidance_scale != 1 or g.num_candidates > 1):
+        p.append("generate.guidance_scale / generate.num_candidates run in ctrldial's own decoding loop: set generate.num_beams=1")
+    if g.num_candidates > 1 and not g.do_sample:
+        p.append("generate.num_candidates > 1 needs generate.do_sample=true (greedy candidates are all the same)")
+    if g.num_candidates > 1 and not g.rerank_classifier:
+        p.append("generate.num_candidates > 1 needs generate.rerank_classifier (a classifier trained on other dialogues than the judge)")
+    if g.rerank_classifier and g.num_candidates == 1:
+        p.append("generate.rerank_classifier has nothing to rerank: set generate.num_candidates (e.g. 8)")
+    if g.rerank_classifier and cfg.classifier.path and Path(g.rerank_classifier).resolve() == Path(cfg.classifier.path).resolve():
+        p.append(f"generate.rerank_classifier is the judge ({cfg.classifier.path}): the judge must never choose the outputs it "
+                 "scores; rerank with a classifier trained on other dialogues (classifier.train_split=validation)")
+    return p

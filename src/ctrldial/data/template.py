@@ -103,17 +103,17 @@ class Template:
         return limit - reserve
 
     # -- layouts ----------------------------------------------------------------------------------
-    def _plain(self, context: list[list[int]], label: str) -> list[int]:
-        lab = self._enc(self.label_text(label)) + self.sep
+    def _plain(self, context: list[list[int]], label: str | None) -> list[int]:
+        lab = [] if label is None else self._enc(self.label_text(label)) + self.sep
         ctx = [t for seg in context for t in seg + self.sep]
         return lab + ctx if self.cfg.label_position == "first" else ctx + lab
 
-    def _chat(self, context: list[str], label: str) -> list[int]:
-        instruction = f"Reply to the conversation with {describe(label)}."
-        if self.cfg.label_words.get(label):
+    def _chat(self, context: list[str], label: str | None) -> list[int]:
+        instruction = "" if label is None else f"Reply to the conversation with {describe(label)}."
+        if label is not None and self.cfg.label_words.get(label):
             instruction = self.cfg.label_words[label]
         messages = []
-        if self.cfg.label_position == "first":
+        if self.cfg.label_position == "first" and instruction:
             messages.append({"role": "system", "content": instruction})
         # the last context turn is the user's; earlier turns alternate backwards
         n = len(context)
@@ -128,7 +128,7 @@ class Template:
             ids = ids["input_ids"]
         return list(ids)
 
-    def _prompt_fitting(self, context: tuple[str, ...], label: str, budget: int) -> list[int] | None:
+    def _prompt_fitting(self, context: tuple[str, ...], label: str | None, budget: int) -> list[int] | None:
         """The prompt with as much (most recent) context as fits ``budget`` tokens; None if none fits."""
         ctx = list(context)
         if self.cfg.template == "chat":
@@ -157,15 +157,20 @@ class Template:
                 return None
 
     # -- public -----------------------------------------------------------------------------------
-    def prompt_ids(self, context: tuple[str, ...] | list[str], label: str) -> list[int]:
-        """Prompt for generation: virtual tokens + prompt + max_new_tokens fit the model's positions."""
+    def prompt_ids(self, context: tuple[str, ...] | list[str], label: str | None) -> list[int]:
+        """Prompt for generation: virtual tokens + prompt + max_new_tokens fit the model's positions.
+
+        ``label=None`` is the null label of classifier-free guidance: the same prompt without its label (no
+        label text and no separator after it; in the chat template, no instruction).
+        """
         ids = self._prompt_fitting(tuple(context), label, self.prompt_budget(self.max_new_tokens))
         if ids is None:
             raise UserError(f"label {label!r} alone does not fit the model's positions; lower generate.max_new_tokens")
         return ids
 
-    def train_ids(self, context: tuple[str, ...] | list[str], label: str, response: str) -> Encoded | None:
-        """Full training sequence and loss mask; None when even the response alone does not fit."""
+    def train_ids(self, context: tuple[str, ...] | list[str], label: str | None, response: str) -> Encoded | None:
+        """Full training sequence and loss mask; None when even the response alone does not fit (``label=None``:
+        the null label, see ``prompt_ids``)."""
         resp = self.response_ids(response)
         limit = self.max_positions - self.num_virtual_tokens
         if self.cfg.max_length:

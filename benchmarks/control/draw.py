@@ -1,0 +1,72 @@
+"""Draw responses of one `ctrldial eval` (or run) folder to read by hand, blind to the requested act and the verdict.
+
+    python benchmarks/control/draw.py RESULTS_DIR --out benchmarks/control/hand --n 200
+
+writes ``blind.jsonl`` (id, context, response: all the reader sees) and ``key.jsonl`` (id → requested act,
+judge verdict, row). After the labels are written (``hand-labels.jsonl``: id, label, note — by reading each
+response against benchmarks/judge/GUIDELINE.md), ``--score`` joins them with the key: how often the reading
+agrees with the requested act, and with the judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+ACTS = ("inform", "question", "directive", "commissive")
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def draw(results: Path, out: Path, n: int, seed: int) -> None:
+    rows = read(results / "generations.jsonl")
+    rng = random.Random(seed)
+    picked = rng.sample(range(len(rows)), n)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "blind.jsonl", "w", encoding="utf-8") as b, open(out / "key.jsonl", "w", encoding="utf-8") as k:
+        for j, i in enumerate(picked):
+            r, item = rows[i], f"c{j:03d}"
+            b.write(json.dumps({"id": item, "context": r["context"], "response": r["generation"]}, ensure_ascii=False) + "\n")
+            k.write(json.dumps({"id": item, "row": i, "requested": r["requested"], "judge": r.get("predicted"),
+                                "source": str(results)}) + "\n")
+    print(f"{out}: {n} responses drawn from {len(rows)} (seed {seed})")
+
+
+def score(out: Path) -> dict:
+    key = {k["id"]: k for k in read(out / "key.jsonl")}
+    labels = {h["id"]: h["label"] for h in read(out / "hand-labels.jsonl")}
+    assert set(labels) == set(key), "every drawn response needs one hand label"
+    items = [(key[i]["requested"], labels[i], key[i]["judge"]) for i in key]
+    per = {a: [h == a for r, h, _ in items if r == a] for a in ACTS}
+    result = {
+        "n": len(items),
+        "agree_with_requested": sum(r == h for r, h, _ in items) / len(items),
+        "per_requested_act": {a: {"n": len(v), "agree": sum(v) / len(v) if v else None} for a, v in per.items()},
+        "judge_agrees_with_reading": sum(j == h for _, h, j in items) / len(items),
+        "hand_label_counts": dict(Counter(h for _, h, _ in items)),
+    }
+    (out / "agreement.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path, nargs="?")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--score", action="store_true", help="join hand-labels.jsonl with the key and write agreement.json")
+    a = ap.parse_args()
+    if a.score:
+        print(json.dumps(score(a.out), indent=2))
+    else:
+        draw(a.results, a.out, a.n, a.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Reranking by a discriminator, never by the judge: N candidates per request, the one the discriminator finds
+most likely of the requested label is kept (ties: the model's likelihood).
+
+The judge that reports control must not choose the outputs it scores, or control measures the judge's own
+errors twice. ``check_reranker`` refuses a reranker that is the judge's folder, has the judge's training-data
+fingerprint, or learned from the same dialogues (the same split, unless the two took disjoint halves).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ctrldial.errors import UserError
+
+
+def _train_data(path: Path) -> dict[str, Any]:
+    from ctrldial.classifier import read_metadata
+
+    data = read_metadata(path).get("train_data") or {}
+    return data if isinstance(data, dict) else {}
+
+
+def _halves_overlap(a: str, b: str) -> bool:
+    return a == "all" or b == "all" or a == b
+
+
+def check_reranker(reranker: str | Path, judge: str | Path | None) -> dict[str, Any]:
+    """What the record says of the reranker; a reranker that shares the judge's data is a one-line error."""
+    reranker = Path(reranker)
+    if not reranker.is_dir():
+        raise UserError(f"generate.rerank_classifier={reranker}: no such classifier folder (train one with `ctrldial classifier train`)")
+    mine = _train_data(reranker)
+    info: dict[str, Any] = {"path": str(reranker), "train_data": {k: mine.get(k) for k in ("split", "dialogues", "fingerprint", "utterances")}}
+    if not judge:
+        return info
+    judge = Path(judge)
+    theirs = _train_data(judge)
+    info["judge_train_data"] = {k: theirs.get(k) for k in ("split", "dialogues", "fingerprint", "utterances")}
+    fix = "train the reranker on other dialogues (classifier.train_split=validation, or the other classifier.train_dialogues half)"
+    if reranker.resolve() == judge.resolve():
+        raise UserError(f"generate.rerank_classifier is the judge ({judge}): the judge must never choose the outputs it scores; {fix}")
+    if mine.get("fingerprint") and mine.get("fingerprint") == theirs.get("fingerprint"):
+        raise UserError(f"generate.rerank_classifier {reranker} has the judge's training-data fingerprint ({judge}); {fix}")
+    same_split = mine.get("split", "train") == theirs.get("split", "train")
+    if same_split and _halves_overlap(mine.get("dialogues", "all"), theirs.get("dialogues", "all")):
+        raise UserError(
+            f"generate.rerank_classifier {reranker} learned from the judge's dialogues ({judge}: {theirs.get('split', 'train')} split, "
+            f"{theirs.get('dialogues', 'all')}; reranker: {mine.get('dialogues', 'all')}); {fix}"
+        )
+    return info
+
+
+def rerank(m, requests: list[tuple], reranker, progress: bool = False) -> list[str]:
+    """The chosen response per request: ``num_candidates`` sampled candidates each, scored by ``reranker``."""
+    from ctrldial.generate import decode, generate_ids
+
+    n = m.cfg.generate.num_candidates
+    expanded = [req for req in requests for _ in range(n)]
+    prompts = [m.template.prompt_ids(ctx, lab) for ctx, lab in expanded]
+    logprobs: list[float] = []
+    ids = generate_ids(m.model, prompts, m.cfg.generate, m.eos_id, m.pad_id, progress, m.negatives(expanded), logprobs)
+    texts = decode(m.tokenizer, ids)
+    probs = reranker.predict_proba(texts, [list(ctx) for ctx, _ in expanded]).tolist()
+    chosen = []
+    for i, (_, label) in enumerate(requests):
+        col = reranker.labels.index(label)
+        cands = range(i * n, (i + 1) * n)
+        # an empty candidate has no act: it is chosen only when every candidate is empty
+        best = max(cands, key=lambda j: (bool(texts[j].strip()), probs[j][col], logprobs[j]))
+        chosen.append(texts[best])
+    return chosen

@@ -1,0 +1,100 @@
+"""`ctrldial eval`: a finished run on a contexts file — the run's own contexts reproduce its generations and
+metrics; guidance through --set; bad lines name FILE:LINE."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ctrldial.cli import main
+from ctrldial.config import build_config
+from ctrldial.evaluation import read_contexts
+from ctrldial.errors import UserError
+from ctrldial.pipeline import run
+
+ACTS = ["inform", "question", "directive", "commissive"]
+
+
+@pytest.fixture(scope="module")
+def judged_lora(tmp_path_factory, tiny_bert_shared):
+    """A tiny LoRA trained with label dropout, judged by a tiny classifier."""
+    from ctrldial.classifier import train_classifier
+
+    tmp = tmp_path_factory.mktemp("eval")
+    dd = Path(__file__).parent / "fixtures" / "dd"
+    clf = tmp / "clf"
+    train_classifier(build_config(None, [f"data.path={dd}", f"classifier.model={tiny_bert_shared}", "classifier.max_steps=10",
+                                         "classifier.eval_every=10", "classifier.max_length=48", "classifier.lr=1e-2"]), clf)
+    out = tmp / "run"
+    run(build_config(None, [
+        "model.name=tiny-gpt2", f"data.path={dd}", "method.name=lora", "train.max_steps=6", "train.eval_every=3",
+        "train.batch_size=4", "train.tracker=none", "train.mixed_precision=no", "data.max_eval_examples=3",
+        "generate.max_new_tokens=5", "train.lr=0.05", "data.label_dropout=0.3", f"classifier.path={clf}",
+    ]), out)
+    return out
+
+
+def _rows(folder: Path):
+    return [json.loads(l) for l in (folder / "generations.jsonl").read_text().splitlines()]
+
+
+def test_eval_on_the_runs_own_contexts_reproduces_the_run(judged_lora, tmp_path, capsys):
+    rows = _rows(judged_lora)
+    contexts = tmp_path / "ctx.jsonl"
+    seen = []
+    for r in rows:
+        if r["context"] not in [s["context"] for s in seen]:
+            seen.append({"context": r["context"], "reference": r["reference"], "reference_label": r["reference_label"]})
+    contexts.write_text("".join(json.dumps(s) + "\n" for s in seen))
+    main(["eval", str(judged_lora), "--contexts", str(contexts), "--out", str(tmp_path / "e")])
+    printed = capsys.readouterr().out
+    assert "control_accuracy" in printed and "metrics.json" in printed
+    got = _rows(tmp_path / "e")
+    assert [(g["context"], g["requested"], g["generation"], g["predicted"]) for g in got] == \
+           [(r["context"], r["requested"], r["generation"], r["predicted"]) for r in rows]
+    res = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    record = json.loads((judged_lora / "record.json").read_text())
+    for key in ("control_accuracy", "control_accuracy_gold", "per_label_accuracy", "empty_rate", "bleu"):
+        assert res["metrics"][key] == record["metrics"][key], key
+    assert res["contexts"] == len(seen) and res["labels"] == ACTS
+
+
+def test_eval_with_guidance_and_labels(judged_lora, tmp_path):
+    contexts = tmp_path / "ood.jsonl"
+    contexts.write_text(json.dumps({"context": ["Hi, how was your weekend?"], "id": "w"}) + "\n"
+                        + json.dumps({"context": ["I lost my keys again.", "Where did you last see them?"]}) + "\n")
+    plain = main(["eval", str(judged_lora), "--contexts", str(contexts), "--out", str(tmp_path / "p"), "--labels", "question", "directive"])
+    assert plain is None
+    main(["eval", str(judged_lora), "--contexts", str(contexts), "--out", str(tmp_path / "g"), "--labels", "question", "directive",
+          "--set", "generate.guidance_scale=3"])
+    p, g = _rows(tmp_path / "p"), _rows(tmp_path / "g")
+    assert [r["requested"] for r in p] == ["question", "directive"] * 2
+    assert p[0]["dialogue_id"] == "w" and p[2]["dialogue_id"] == "ood.jsonl:2"
+    res = json.loads((tmp_path / "g" / "metrics.json").read_text())
+    assert res["generate"]["generate.guidance_scale"] == 3 and res["metrics"]["bleu"] is None
+    assert [r["generation"] for r in p] != [r["generation"] for r in g]  # guidance changed the decoding
+
+
+@pytest.mark.parametrize("line, message", [
+    ("not json", "not valid JSON"),
+    ('{"context": "one string"}', "must be a list"),
+    ('{"context": []}', "one or more"),
+    ('{"turns": ["hi"]}', "must be a list"),
+    ('{"context": ["hi"], "reference_label": "shout"}', "not one of"),
+])
+def test_bad_contexts_lines_name_file_and_line(tmp_path, line, message):
+    f = tmp_path / "c.jsonl"
+    f.write_text(json.dumps({"context": ["fine"]}) + "\n" + line + "\n")
+    with pytest.raises(UserError, match=rf"c.jsonl:2: .*{message}"):
+        read_contexts(f, ACTS)
+
+
+def test_bad_contexts_file_exits_2_before_the_model_loads(judged_lora, tmp_path, capsys):
+    f = tmp_path / "c.jsonl"
+    f.write_text("{oops\n")
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(judged_lora), "--contexts", str(f), "--out", str(tmp_path / "x")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "c.jsonl:1" in err[0]
+    assert not (tmp_path / "x").exists()
