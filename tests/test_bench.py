@@ -35,7 +35,7 @@ def test_bench_smoke(tmp_path, dd_dir, tiny_encoder):
         "classifier.max_steps=2", "bench.score_texts=16", "bench.methods=lora", "bench.threads=1", "bench.variants=true",
     ])
     on_disk = json.loads((out / "bench.json").read_text())
-    for key in ("train_speedup", "generate_speedup", "score_speedup"):
+    for key in ("train_speedup", "generate_speedup", "score_speedup", "guidance_overhead"):
         assert isinstance(on_disk[key], float) and on_disk[key] > 0, key
     assert 0 <= on_disk["generate_identical_share"] <= 1
     assert on_disk["train"]["ctrldial"]["tokens_per_s"] > 0 and on_disk["train"]["hf_trainer"]["tokens_per_s"] > 0
@@ -47,8 +47,10 @@ def test_bench_smoke(tmp_path, dd_dir, tiny_encoder):
     assert 0 < lora["trainable_params"] < lora["total_params"] and lora["peak_rss_mb"] >= lora["rss_after_load_mb"] > 0
     assert {"environment", "packages", "config", "wall_seconds"} <= set(on_disk)
     assert result["train_speedup"] == on_disk["train_speedup"]
-    # head, 3 parts, 2 variants; a blank line; head and 1 method of the memory table
-    assert len(format_table(on_disk).splitlines()) == (2 + 3 + 2) + 1 + (2 + 1)
+    g = on_disk["generate"]["guidance"]
+    assert g["guidance_overhead"] == g["unguided"]["responses_per_s"] / g["guided"]["responses_per_s"]
+    # head, 3 parts, 2 variants, guidance; a blank line; head and 1 method of the memory table
+    assert len(format_table(on_disk).splitlines()) == (2 + 3 + 2 + 1) + 1 + (2 + 1)
 
 
 def test_committed_bench_files_still_format():

@@ -34,6 +34,17 @@ def run(spec: Config | dict[str, Any] | str | Path | None, out: str | Path, over
     return run_pipeline(make_config(spec, overrides), Path(out), overwrite=overwrite)
 
 
+def tune(out: str | Path, trials: int, space: list[str], objective: str = "valid_control_accuracy",
+         config: list[str | Path] | str | Path | None = None, sweep: str | Path | None = None,
+         overrides: list[str] | None = None, seed: int = 0) -> dict[str, Path | None]:
+    """Hyper-parameter search on validation contexts (``space``: ``KEY=DIST`` items, as ``--space``), from config files or
+    a sweep file (one study per method); resumes the study in ``out``. Returns each study's best config file."""
+    from ctrldial.tune import tune as run_tune
+
+    files = [config] if isinstance(config, (str, Path)) else config
+    return run_tune(Path(out), trials, space, objective, config_files=files, sweep_file=sweep, overrides=overrides, seed=seed)
+
+
 class Model:
     """A finished run, loaded: exactly the model that was evaluated, ready to answer."""
 

@@ -106,6 +106,13 @@ def cmd_sweep(args) -> None:
     sweep(Path(args.sweep), Path(args.out), dry_run=args.dry_run, only=args.only, overrides=args.overrides, launcher=args.launcher)
 
 
+def cmd_tune(args) -> None:
+    from ctrldial import api
+
+    api.tune(args.out, args.trials, args.space, objective=args.objective, config=args.config, sweep=args.sweep,
+             overrides=args.overrides, seed=args.seed)
+
+
 def cmd_report(args) -> None:
     from ctrldial import api
 
@@ -214,6 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the sweep file's launcher:; \"\" = in this process)")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("tune", help="hyper-parameter search (Optuna TPE) scored on validation contexts only; resumable")
+    p.add_argument("--sweep", metavar="FILE", help="a sweep file instead of --config: one study per method")
+    p.add_argument("--out", required=True, help="study folder: study.db, trials/, trials.md, best.yaml")
+    p.add_argument("--trials", type=int, required=True, metavar="N", help="trials in all (a rerun continues the study up to N)")
+    p.add_argument("--space", action="append", default=[], metavar="KEY=DIST",
+                   help="a searched key: loguniform(a,b), uniform(a,b), int(a,b) or choice(x,y,...), e.g. "
+                        "'train.lr=loguniform(1e-5,1e-1)' (repeatable)")
+    p.add_argument("--objective", default="valid_control_accuracy", metavar="NAME",
+                   help="valid_control_accuracy (maximize; default) or valid_loss (minimize)")
+    p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    _config_args(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("report", help="tables, plots and report.html from run records")
     p.add_argument("dir", help="a sweep folder (or any folder holding run folders)")

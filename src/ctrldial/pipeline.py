@@ -90,7 +90,7 @@ def _stages(cfg: Config, out: Path, accelerator, record: RunRecord) -> dict[str,
     from accelerate.utils import set_seed
 
     set_seed(cfg.train.seed)
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, eval_split=cfg.eval.split)
     judge = load_judge(cfg.classifier.path, cfg.data.attribute, cfg.classifier.unsure_below)  # fail fast, before any training
     m = prepare(cfg, accelerator.device)
     if cfg.generate.num_candidates > 1:
@@ -240,7 +240,7 @@ def data_summary(splits: Splits, n_train: int, dropped: int, n_valid: int, label
     return DataSummary(
         train_examples=n_train, train_dropped_too_long=dropped, valid_examples=n_valid, eval_contexts=len(splits.test),
         labels=labels, removed_duplicates=splits.corpus.removed_duplicates, skipped_malformed=splits.corpus.skipped,
-        train_fingerprint=fingerprint(splits.train), eval_fingerprint=fingerprint(splits.test),
+        train_fingerprint=fingerprint(splits.train), eval_fingerprint=fingerprint(splits.test), eval_split=splits.eval_split,
     )
 
 

@@ -79,6 +79,11 @@ def load_record(run_dir: Path) -> dict[str, Any]:
     return rec
 
 
+def evaluated_split(rec: dict[str, Any]) -> str:
+    """The split a record's generations and metrics come from; records written before ``eval.split`` existed say test."""
+    return str((rec.get("data") or {}).get("eval_split") or (rec.get("config") or {}).get("eval", {}).get("split") or "test")
+
+
 def recorded_labels(run_dir: Path) -> list[str]:
     """The labels a finished run was evaluated on, read from its record (no model is loaded)."""
     return list(load_record(Path(run_dir))["data"]["labels"])
@@ -188,6 +193,8 @@ class DataSummary:
     skipped_malformed: dict[str, int]
     train_fingerprint: str
     eval_fingerprint: str
+    eval_split: str = "test"
+    """The split whose contexts were evaluated (``eval.split``); added later: read it with ``evaluated_split``."""
 
 
 @dataclass

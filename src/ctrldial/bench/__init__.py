@@ -77,6 +77,7 @@ def _bench(cfg: Config, opts: dict[str, Any], quick: bool, out: Path, overrides:
         setup = prepare(cfg, device)  # the tokenizer and template: the sequences and prompts both sides get
         train_enc, _ = setup.encode(splits.train)
         prompts = eval_prompts(setup, splits.test)
+        nulls = [[setup.template.prompt_ids(ex.context, None)] for ex in splits.test for _ in setup.labels]  # guidance's negatives
         del setup
     if "train" in parts:
         m, result["train"] = bench_train(cfg, train_enc, device, opts["repeats"])
@@ -86,7 +87,8 @@ def _bench(cfg: Config, opts: dict[str, Any], quick: bool, out: Path, overrides:
         if m is None:  # training skipped: an untrained adapter
             set_seed(cfg.train.seed)
             m = method_model(cfg, device, len(train_enc))
-        result["generate"] = bench_generate(m, prompts, opts["repeats"], opts["variants"])
+        result["generate"] = bench_generate(m, prompts, opts["repeats"], opts["variants"], nulls)
+        result["guidance_overhead"] = result["generate"]["guidance"]["guidance_overhead"]
         result["generate_speedup"] = ratio(result["generate"], "responses_per_s", "ctrldial", "hf_per_example")
         result["generate_identical_share"] = result["generate"]["identical_share"]
         seconds["generate"], clock = time.perf_counter() - clock, time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import statistics
 import time
 from typing import Any
 
@@ -32,7 +33,26 @@ def hf_per_example(model, prompts: list[list[int]], cfg: GenerateConfig, eos_id:
     return out
 
 
-def bench_generate(m: Loaded, prompts: list[list[int]], repeats: int, variants: bool) -> dict[str, Any]:
+def bench_guidance(model, prompts: list[list[int]], negatives: list[list[list[int]]], cfg: GenerateConfig, eos_id: int, pad_id: int,
+                   repeats: int) -> dict[str, Any]:
+    """Classifier-free guided generation (null-label negatives, scale 2) against unguided, same prompts and batch size,
+    alternately: ``guidance_overhead`` = guided seconds / unguided seconds (ratio of median rates)."""
+    guided_cfg = dataclasses.replace(cfg, guidance_scale=2.0)
+
+    def rate(c, negs):
+        def run() -> float:
+            t = time.perf_counter()
+            generate_ids(model, prompts, c, eos_id, pad_id, negatives=negs)
+            return len(prompts) / (time.perf_counter() - t)
+        return run
+
+    plain, guided = alternate(rate(cfg, None), rate(guided_cfg, negatives), repeats)
+    return {"unguided": summary(plain, "responses_per_s"), "guided": summary(guided, "responses_per_s"), "guidance_scale": 2.0,
+            "guidance_overhead": statistics.median(plain) / statistics.median(guided)}
+
+
+def bench_generate(m: Loaded, prompts: list[list[int]], repeats: int, variants: bool,
+                   negatives: list[list[list[int]]] | None = None) -> dict[str, Any]:
     """ctrldial's generation on the merged model vs the per-example loop; ``variants`` also times, once
     each, Hugging Face ``generate`` on left-padded batches (the naive batched way) and ctrldial under
     bf16 autocast, with their share of outputs identical to the baseline's."""
@@ -72,6 +92,7 @@ def bench_generate(m: Loaded, prompts: list[list[int]], repeats: int, variants: 
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return generate_ids(merged, prompts, cfg, eos_id, pad_id)
 
+    guidance = bench_guidance(merged, prompts, negatives, cfg, eos_id, pad_id, repeats) if negatives else None
     extra = {}
     if variants:
         for name, fn in (("hf_generate_batched", hf_batched), ("ctrldial_bf16_autocast", bf16_autocast)):
@@ -86,4 +107,5 @@ def bench_generate(m: Loaded, prompts: list[list[int]], repeats: int, variants: 
         "hf_per_example": summary(base, "responses_per_s"),
         "identical_share": identical("ctrldial"),
         "variants": extra,
+        "guidance": guidance,
     }

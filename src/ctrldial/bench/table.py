@@ -28,6 +28,10 @@ def format_table(r: dict[str, Any]) -> str:
         base = r["generate"]["hf_per_example"]["responses_per_s"]
         rows.append(f"| {VARIANTS.get(name, name)} | {v['responses_per_s']:.1f} | {base:.1f} | "
                     f"{v['responses_per_s'] / base:.2f}× | {100 * v['identical_share']:.1f}% identical |")
+    g = r.get("generate", {}).get("guidance")
+    if g:
+        rows.append(f"| generation: classifier-free guided (γ = {g['guidance_scale']:g}, null label) | {g['guided']['responses_per_s']:.1f} | "
+                    f"{g['unguided']['responses_per_s']:.1f} (ctrldial unguided) | guided costs {g['guidance_overhead']:.2f}× | |")
     text = "\n".join(rows)
     if "memory" in r:
         text += "\n\n" + memory_table(r["memory"])

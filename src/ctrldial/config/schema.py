@@ -28,7 +28,7 @@ class DataConfig:
     max_train_examples: int | None = None
     """Budget: sample at most this many training examples (None = all)."""
     max_eval_examples: int = 500
-    """Test contexts evaluated (a fixed, seeded sample); each is asked for every label."""
+    """Contexts evaluated (a fixed, seeded sample of the `eval.split` split); each is asked for every label."""
     max_valid_examples: int = 200
     """Validation examples used for the validation loss."""
     dedup: bool = True
@@ -161,6 +161,9 @@ class EvalConfig:
     """Perplexity of the generated responses under the untuned base model (fluency; loads a second copy of the model)."""
     sanity_prompts: int = 4
     """Fixed prompts on which tuned and base generations are compared (0 = skip)."""
+    split: Literal["test", "validation"] = "test"
+    """The contexts generated for and scored: a seeded sample of `data.max_eval_examples` test contexts, or validation
+    ones (`ctrldial tune` sets this, so choosing hyper-parameters never sees a test context)."""
 
 
 @dataclass

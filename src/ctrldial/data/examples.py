@@ -96,22 +96,26 @@ def fingerprint(examples: list[Example]) -> str:
 
 @dataclass
 class Splits:
-    """What one run reads: the corpus and its seeded samples of training, validation and test examples."""
+    """What one run reads: the corpus and its seeded samples of training, validation and evaluation examples."""
 
     corpus: Corpus
     train: list[Example]
     valid: list[Example]
     test: list[Example]
+    """The contexts generated for and scored: test examples, or validation ones when ``eval_split`` says so."""
+    eval_split: str = "test"
 
 
-def load_splits(cfg: DataConfig, max_train_examples: int | None = None) -> Splits:
+def load_splits(cfg: DataConfig, max_train_examples: int | None = None, eval_split: str = "test") -> Splits:
     """The corpus of ``cfg.path`` and the run's samples (training balanced over the label when ``cfg.balance``).
 
     ``max_train_examples`` overrides ``cfg.max_train_examples`` (the speed bench takes exactly steps × batch).
+    ``eval_split`` (``eval.split``): ``validation`` evaluates a seeded sample of validation contexts and never
+    reads a test example (``ctrldial tune``).
     """
     corpus = load_corpus(cfg.path, cfg.on_error, cfg.dedup)
     n_train = max_train_examples if max_train_examples is not None else cfg.max_train_examples
     train = sample_examples(build_examples(corpus, "train", cfg), n_train, cfg.seed, cfg.attribute if cfg.balance else None)
     valid = sample_examples(build_examples(corpus, "validation", cfg), cfg.max_valid_examples, cfg.seed)
-    test = sample_examples(build_examples(corpus, "test", cfg), cfg.max_eval_examples, cfg.seed)
-    return Splits(corpus, train, valid, test)
+    test = sample_examples(build_examples(corpus, eval_split, cfg), cfg.max_eval_examples, cfg.seed)
+    return Splits(corpus, train, valid, test, eval_split)
