@@ -216,7 +216,7 @@ def score_generations(judge, rows: list[dict[str, Any]], labels: list[str]) -> t
     else:
         warnings.append("no classifier: set classifier.path to a trained classifier to measure control accuracy")
         metrics = dict(NO_JUDGE)
-    metrics.update(text_metrics(rows))
+    metrics.update(text_metrics(rows, ci=metrics.get("ci", {})))  # BLEU and distinct-2 intervals join the control ones
     return metrics, warnings
 
 

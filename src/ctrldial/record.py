@@ -295,7 +295,7 @@ def _at(record: dict[str, Any], path: str) -> Any:
 def per_label_metric(label: str) -> Metric:
     """Control accuracy when ``label`` is requested (a column per label)."""
     return Metric(f"metrics.per_label_accuracy.{label}", label, ".3f", f"control accuracy when {label} is requested", True,
-                  csv=f"acc_{label}")
+                  csv=f"acc_{label}", ci=f"metrics.ci.per_label_accuracy.{label}")
 
 
 def judge_metrics(name: str) -> list[Metric]:
@@ -319,16 +319,19 @@ METRICS: list[Metric] = [
            "Σ_v q(v|a)·P(true=a | judge=v), q the share the judge calls v (ctrldial/correction.py); n/a: the judge has no "
            "agreement.json", True, by_judge=True),
     Metric("metrics.control_accuracy_gold", "gold-label acc.", ".3f",
-           "control accuracy on the responses requested with the reference's own act (the first experiments' measure)", True),
+           "control accuracy on the responses requested with the reference's own act (the first experiments' measure)", True,
+           ci="metrics.ci.control_accuracy_gold"),
     Metric("metrics.control_accuracy_sure", "control acc., sure", ".3f",
            "control accuracy over the verdicts the judge is sure of (confidence >= classifier.unsure_below; empty responses "
            "count as misses); n/a: no threshold set", True, ci="metrics.ci.control_accuracy_sure"),
     Metric("metrics.unsure_rate", "unsure", ".3f",
            "share of non-empty responses whose verdict is below classifier.unsure_below (counted as misses in control acc.); "
            "n/a: no threshold set (a property of the judge on these responses, not a quality of the method)", None),
-    Metric("metrics.bleu", "BLEU", ".2f", "on the responses requested with the reference's own act: overlap with the reference", True),
+    Metric("metrics.bleu", "BLEU", ".2f", "on the responses requested with the reference's own act: overlap with the reference", True,
+           ci="metrics.ci.bleu"),
     Metric("metrics.distinct_1", "dist-1", ".3f", "distinct unigrams / all unigrams of those responses (variety)", True),
-    Metric("metrics.distinct_2", "dist-2", ".3f", "distinct bigrams / all bigrams of those responses (variety)", True),
+    Metric("metrics.distinct_2", "dist-2", ".3f", "distinct bigrams / all bigrams of those responses (variety)", True,
+           ci="metrics.ci.distinct_2"),
     Metric("metrics.perplexity", "perplexity", ".1f", "of the reference responses under the tuned model", False),
     Metric("metrics.empty_rate", "empty", ".3f", "share of empty responses", False),
     Metric("metrics.generation_perplexity", "gen. perplexity", ".1f",

@@ -1,7 +1,8 @@
 """`ctrldial report DIR`: comparison tables, plots, a sample gallery and one self-contained report.html.
 
 Built only from run records (``*/record.json``) and their ``generations.jsonl``: a result is a file, and
-the table is built from files. Runs that differ only in their seeds form one row (mean ± std).
+the table is built from files. Runs that differ only in their seeds form one row (mean ± std), and every
+row is compared with the best one on the same test contexts (``compare_with_best``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any, Callable
 
 from ctrldial.config import flatten
 from ctrldial.errors import UserError
+from ctrldial.metrics import paired_bootstrap_seeds
 from ctrldial.naming import format_value, short_key
 from ctrldial.record import GENERATIONS, RECORD, metric, per_label_metric, write_atomic
-from ctrldial.report_table import judges_of, markdown_table, reading, table
+from ctrldial.report_table import judges_of, markdown_table, reading, row_interval, table
 from ctrldial.report_html import CSS, gallery_html, html_table, img
 
 REPORT_DIR = "report"
@@ -155,15 +157,18 @@ def plot_control_vs_params(rows: list[Row], path: Path) -> bool:
             acc, params = row.values(metric("control_accuracy").get), row.values(metric("trainable_params").get)
             if not acc:
                 continue
-            y, err = statistics.fmean(acc), statistics.stdev(acc) if len(acc) > 1 else 0.0
+            y, ci = statistics.fmean(acc), row_interval(row, metric("control_accuracy"))
+            err = [[max(0.0, y - ci[0])], [max(0.0, ci[1] - y)]] if ci else None  # the 95% interval, as in the table
             if not params or statistics.fmean(params) <= 0:  # nothing trained: a floor, drawn as a line
                 ax.axhline(y, ls="--", color="grey", lw=1)
+                if ci:
+                    ax.axhspan(ci[0], ci[1], color="grey", alpha=0.15, lw=0)
                 ax.annotate(row.label, (0.01, y), xycoords=("axes fraction", "data"), fontsize=8, color="grey", va="bottom")
                 continue
             x = statistics.fmean(params)
-            ax.errorbar([x], [y], yerr=[err], fmt="o", capsize=3, color=_color(rows, row))
+            ax.errorbar([x], [y], yerr=err, fmt="o", capsize=3, color=_color(rows, row))
             ax.annotate(row.label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        ax.set(xscale="log", xlabel="trainable parameters (log)", ylabel="control accuracy", ylim=(0, 1))
+        ax.set(xscale="log", xlabel="trainable parameters (log)", ylabel="control accuracy (bars: 95% CI)", ylim=(0, 1))
 
     return _panels(rows, path, lambda r: bool(r.values(metric("control_accuracy").get)), draw)
 
@@ -173,7 +178,11 @@ def plot_per_label(rows: list[Row], labels: list[str], path: Path) -> bool:
         width = 0.8 / len(rs)
         for i, row in enumerate(rs):
             means = [statistics.fmean(v) if (v := row.values(per_label_metric(lab).get)) else 0.0 for lab in labels]
-            ax.bar([j + (i - (len(rs) - 1) / 2) * width for j in range(len(labels))], means, width, label=row.label, color=_color(rows, row))
+            cis = [row_interval(row, per_label_metric(lab)) for lab in labels]  # error bars: the 95% intervals
+            err = [[max(0.0, y - ci[0]) if ci else 0.0 for y, ci in zip(means, cis)],
+                   [max(0.0, ci[1] - y) if ci else 0.0 for y, ci in zip(means, cis)]]
+            ax.bar([j + (i - (len(rs) - 1) / 2) * width for j in range(len(labels))], means, width, label=row.label, color=_color(rows, row),
+                   yerr=err if any(cis) else None, capsize=2, error_kw={"lw": 0.8})
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
         ax.set(ylim=(0, 1), ylabel="control accuracy")
         ax.legend(fontsize=7, ncols=2)
@@ -202,9 +211,14 @@ def plot_losses(rows: list[Row], path: Path) -> bool:
 
 
 # -- the sample gallery -------------------------------------------------------------------------------
+def by_seed(row: Row) -> list[Run]:
+    """The row's runs in seed order (data.seed, then train.seed): the same order for every row."""
+    return sorted(row.runs, key=lambda r: tuple(r.flat.get(k) or 0 for k in SEED_KEYS) + (r.folder,))
+
+
 def representative(row: Row) -> Run:
     """The run with the lowest seed: the same choice for every row."""
-    return min(row.runs, key=lambda r: tuple(r.flat.get(k) or 0 for k in SEED_KEYS) + (r.folder,))
+    return by_seed(row)[0]
 
 
 def read_generations(run: Run) -> list[dict[str, Any]]:
@@ -237,6 +251,54 @@ def gallery(rows: list[Row], n: int = GALLERY_CONTEXTS) -> list[dict[str, Any]]:
     return out
 
 
+# -- every row against the best -----------------------------------------------------------------------
+def compare_with_best(rows: list[Row], labels: list[str]) -> list[dict[str, Any] | None]:
+    """Per row, its control accuracy against the best row's (highest mean control accuracy; the first on a tie).
+
+    A paired bootstrap over the test contexts both rows were evaluated on (``metrics.paired_bootstrap_seeds``,
+    from each run's ``generations.jsonl``): the i-th seed of the row with the i-th of the best (``by_seed``),
+    the difference being the mean over these pairs; a longer row's extra seeds sit out. ``status``: ``best``,
+    ``≈ best`` (the 95% interval of the difference contains 0), ``below best`` / ``above best``, ``not
+    comparable`` (other test contexts) or ``n/a`` (no control accuracy or no judged generations).
+    """
+    acc = {id(row): statistics.fmean(v) for row in rows if (v := row.values(metric("control_accuracy").get))}
+    if not acc:
+        return [None] * len(rows)
+    best = max((row for row in rows if id(row) in acc), key=lambda row: acc[id(row)])
+    cache: dict[Path, list[dict[str, Any]]] = {}
+
+    def judged(run: Run) -> list[dict[str, Any]]:
+        if run.path not in cache:
+            gens = read_generations(run)
+            cache[run.path] = gens if gens and all("predicted" in g for g in gens) else []
+        return cache[run.path]
+
+    def fingerprint(run: Run) -> Any:
+        return (run.record.get("data") or {}).get("eval_fingerprint")
+
+    out: list[dict[str, Any] | None] = []
+    for row in rows:
+        pairs = list(zip(by_seed(row), by_seed(best)))
+        if row is best:
+            out.append({"status": "best"})
+        elif id(row) not in acc:
+            out.append({"status": "n/a", "why": "no control accuracy"})
+        elif any(fingerprint(a) and fingerprint(b) and fingerprint(a) != fingerprint(b) for a, b in pairs):
+            out.append({"status": "not comparable", "why": "other test contexts"})
+        elif not all(judged(a) and judged(b) for a, b in pairs):
+            out.append({"status": "n/a", "why": "no judged generations"})
+        else:
+            try:
+                v = paired_bootstrap_seeds([(judged(a), judged(b)) for a, b in pairs], labels)
+            except UserError:
+                out.append({"status": "not comparable", "why": "no shared test context"})
+                continue
+            lo, hi = v["ci"]
+            out.append({**v, "status": "≈ best" if lo <= 0 <= hi else ("below best" if hi < 0 else "above best")})
+        out[-1]["best"] = f"{best.model} {best.label}"
+    return out
+
+
 # -- the report ---------------------------------------------------------------------------------------
 def report(dir: Path) -> Path:
     """Write DIR/report/{results.md, results.csv, *.png, report.html}; return the path of report.html."""
@@ -253,7 +315,11 @@ def report(dir: Path) -> Path:
     running = [r for r in runs if r.status == "running"]
     rows = group_runs(ok)
     labels = labels_of(ok)
-    header, cells, csv_rows = table(rows, labels, judges_of(ok))
+    versus = compare_with_best(rows, labels)
+    header, cells, csv_rows = table(rows, labels, judges_of(ok), versus)
+    best = next((v["best"] for v in versus if v), None)
+    against = (f"Every row against the best, {best}: its control accuracy minus the best's on the same test contexts "
+               "(paired bootstrap, 95% interval); ≈ best: not distinguishable from it.") if best else ""
 
     notes = []
     if not ok:
@@ -267,7 +333,7 @@ def report(dir: Path) -> Path:
     md = [f"# ctrldial results — {root.name}\n\n", f"{len(runs)} runs: {len(ok)} ok, {len(failed)} failed, {len(running)} incomplete.\n"]
     md += [f"> {n}\n" for n in notes]
     if rows:
-        md += ["\n## Comparison (mean ± std over seeds)\n\n", markdown_table(header, cells)]
+        md += ["\n## Comparison (mean ± std over seeds)\n\n", f"{against}\n\n" if against else "", markdown_table(header, cells)]
     problem_header = ["run", "model", "method", "status", "error"]
     problem_cells = [[r.folder, str(r.flat.get("model.name")), str(r.flat.get("method.name")), r.status, _error_line(r)] for r in failed]
     problem_cells += [[r.folder, str(r.flat.get("model.name")), str(r.flat.get("method.name")), r.status, "interrupted or still running"]
@@ -283,8 +349,10 @@ def report(dir: Path) -> Path:
     writer.writerows(csv_rows)
     write_atomic(out / "results.csv", buf.getvalue())
 
-    plots = [("control_vs_params.png", "Control accuracy vs trainable parameters", lambda p: plot_control_vs_params(rows, p)),
-             ("per_act_accuracy.png", "Control accuracy per requested act", lambda p: plot_per_label(rows, labels, p)),
+    plots = [("control_vs_params.png", "Control accuracy vs trainable parameters (error bars: 95% interval over test contexts)",
+              lambda p: plot_control_vs_params(rows, p)),
+             ("per_act_accuracy.png", "Control accuracy per requested act (error bars: 95% interval over test contexts)",
+              lambda p: plot_per_label(rows, labels, p)),
              ("loss_curves.png", "Training and validation loss", lambda p: plot_losses(rows, p))]
     figures = []
     for name, title, draw in plots:
@@ -298,7 +366,8 @@ def report(dir: Path) -> Path:
          f"Built from the run records under {html.escape(str(root))}.</p>"]
     h += [f"<p class=note>{html.escape(n)}</p>" for n in notes]
     if rows:
-        h += ["<h2>Comparison</h2><p class=muted>mean ± std over seeds; one row per model × method</p>", html_table(header, cells, 3)]
+        h += [f"<h2>Comparison</h2><p class=muted>mean ± std over seeds [95% interval over test contexts]; one row per model × method. "
+              f"{html.escape(against)}</p>", html_table(header, cells, 3)]
     for title, path in figures:
         h += [f"<h2>{html.escape(title)}</h2>", img(path, title)]
     items = gallery(rows)

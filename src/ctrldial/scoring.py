@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ctrldial.errors import UserError
-from ctrldial.metrics import control_ci, control_metrics
+from ctrldial.metrics import TEXT_CI_KEYS, control_ci, control_metrics
 from ctrldial.record import GENERATIONS, RECORD, load_record, write_json, write_jsonl
 from ctrldial.train import collate, token_losses
 
@@ -127,7 +127,9 @@ def rescore(run_dir: Path, classifier: Path, name: str | None = None, unsure_bel
     else:
         for key in UNSURE_KEYS:  # an earlier threshold's figures must not outlive a rescore without one
             record["metrics"].pop(key, None)
+        text = {k: v for k, v in (record["metrics"].get("ci") or {}).items() if k in TEXT_CI_KEYS}  # no judge changes BLEU
         record["metrics"].update(score_rows(judge, rows, record["data"]["labels"]))
+        record["metrics"]["ci"] = {**record["metrics"]["ci"], **text}
         record["judge"] = str(classifier)
         write_jsonl(gens, rows)
     record.setdefault("rescored", []).append(entry)
