@@ -36,6 +36,47 @@ def dd_copy(tmp_path, dd_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def varied_gpt2():
+    """tiny-gpt2 in fp32, eval mode, with its weight matrices scaled up: the random model otherwise repeats one
+    token forever, and a varied output is needed to find an eos that rows reach at different steps. Shared: do
+    not modify it."""
+    import torch
+
+    from ctrldial.config import ModelConfig
+    from ctrldial.models import load_model
+
+    m = load_model(ModelConfig(name="tiny-gpt2")).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() == 2:
+                p.mul_(6.0)
+    return m
+
+
+@pytest.fixture(scope="session")
+def random_adapter():
+    """``random_adapter(method)``: tiny-gpt2 with a random-looking (nonzero) adapter of ``method`` (prefix, prompt, LoRA …)."""
+    import torch
+
+    from ctrldial.config import MethodConfig, ModelConfig
+    from ctrldial.methods import get_method
+    from ctrldial.models import load_model
+
+    def build(method: str):
+        base = load_model(ModelConfig(name="tiny-gpt2")).eval()
+        cfg = MethodConfig(name=method, num_virtual_tokens=3, prompt_init="random")
+        torch.manual_seed(0)
+        model = get_method(method).build(base, cfg, {"tokenizer_path": None, "total_steps": 10}).eval()
+        with torch.no_grad():  # a trained-looking adapter: nonzero everywhere
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(torch.randn_like(p) * 0.5)
+        return model
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def gpt2_tok():
     from ctrldial.models import gpt2_tokenizer
 

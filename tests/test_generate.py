@@ -7,11 +7,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ctrldial.config import GenerateConfig, MethodConfig, ModelConfig
+from ctrldial.config import GenerateConfig
 from ctrldial.generate import generate_ids, hf_generate_batch, uses_greedy_loop
 from ctrldial.greedy import _Rows, greedy_batch, is_prompt_learning, shared_prefix_groups
-from ctrldial.methods import get_method
-from ctrldial.models import load_model
 
 MAX_NEW = 12
 PAD = 50256  # GPT-2's eos, used as pad as in ctrldial
@@ -27,15 +25,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def model():
-    """tiny-gpt2 in fp32 with its weight matrices scaled up: the random model otherwise repeats one token
-    forever, and a varied output is needed to find an eos that rows reach at different steps."""
-    m = load_model(ModelConfig(name="tiny-gpt2")).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.dim() == 2:
-                p.mul_(6.0)
-    return m
+def model(varied_gpt2):
+    return varied_gpt2
 
 
 @pytest.fixture(scope="module")
@@ -123,23 +114,11 @@ def test_sampling_beams_and_processors_use_hf_generate(model):
         model.generation_config.no_repeat_ngram_size = saved
 
 
-def _peft(method: str):
-    base = load_model(ModelConfig(name="tiny-gpt2")).eval()
-    cfg = MethodConfig(name=method, num_virtual_tokens=3, prompt_init="random")
-    torch.manual_seed(0)
-    model = get_method(method).build(base, cfg, {"tokenizer_path": None, "total_steps": 10}).eval()
-    with torch.no_grad():  # a trained-looking adapter: nonzero everywhere
-        for n, p in model.named_parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.5)
-    return model
-
-
 @pytest.mark.parametrize("method", ["prefix", "prompt", "p_tuning"])
 @pytest.mark.parametrize("batch_size", [3, 16])
-def test_prompt_learning_greedy_loop_equals_peft_generate(method, batch_size, prompts):
+def test_prompt_learning_greedy_loop_equals_peft_generate(method, batch_size, prompts, random_adapter):
     """The virtual positions computed once and shared give peft generate's tokens, prompt by prompt."""
-    model = _peft(method)
+    model = random_adapter(method)
     free = unbatched(model, prompts, -1, GenerateConfig(max_new_tokens=MAX_NEW))
     eos = Counter(t for seq in free for t in seq[2:]).most_common(1)[0][0]  # rows stop at different steps
     cfg = GenerateConfig(max_new_tokens=MAX_NEW, batch_size=batch_size)
@@ -151,8 +130,8 @@ def test_prompt_learning_greedy_loop_equals_peft_generate(method, batch_size, pr
     assert generate_ids(model.get_base_model(), prompts, cfg, eos, PAD) != ref
 
 
-def test_unmerged_lora_uses_greedy_loop_and_matches(prompts, eos_and_reference):
-    model, prompts = _peft("lora"), prompts[1::2]
+def test_unmerged_lora_uses_greedy_loop_and_matches(prompts, eos_and_reference, random_adapter):
+    model, prompts = random_adapter("lora"), prompts[1::2]
     eos, _ = eos_and_reference
     cfg = GenerateConfig(max_new_tokens=MAX_NEW, batch_size=6)
     assert not is_prompt_learning(model) and uses_greedy_loop(model, cfg)

@@ -5,25 +5,17 @@ import random
 import pytest
 import torch
 
-from ctrldial.config import Config, DataConfig, GenerateConfig, MethodConfig, ModelConfig, validate
+from ctrldial.config import Config, DataConfig, GenerateConfig, validate
 from ctrldial.errors import UserError
 from ctrldial.generate import _own_loop, generate_ids
-from ctrldial.methods import get_method
-from ctrldial.models import load_model
 
 MAX_NEW = 10
 PAD = 50256
 
 
 @pytest.fixture(scope="module")
-def model():
-    """tiny-gpt2 with its weights scaled up, so that its outputs vary (see test_generate.py)."""
-    m = load_model(ModelConfig(name="tiny-gpt2")).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.dim() == 2:
-                p.mul_(6.0)
-    return m
+def model(varied_gpt2):
+    return varied_gpt2
 
 
 @pytest.fixture(scope="module")
@@ -91,22 +83,10 @@ def test_scale_one_is_plain_decoding(model, requests):
     assert _own_loop(model, prompts, others, cfg, PAD, PAD, None, None) == plain
 
 
-def _peft(method):
-    base = load_model(ModelConfig(name="tiny-gpt2")).eval()
-    cfg = MethodConfig(name=method, num_virtual_tokens=3, prompt_init="random")
-    torch.manual_seed(0)
-    m = get_method(method).build(base, cfg, {"tokenizer_path": None, "total_steps": 10}).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.5)
-    return m
-
-
 @pytest.mark.parametrize("method", ["prefix", "prompt", "p_tuning"])
-def test_prompt_learning_guides_with_virtual_tokens_in_both_rows(method, requests):
+def test_prompt_learning_guides_with_virtual_tokens_in_both_rows(method, requests, random_adapter):
     """peft's own forward (virtual tokens in front of every sequence) is the reference for both rows."""
-    model = _peft(method)
+    model = random_adapter(method)
     prompts, null, _ = requests
     cfg = GenerateConfig(max_new_tokens=6, batch_size=8, guidance_scale=2.0)
     got = generate_ids(model, prompts, cfg, -1, PAD, negatives=null)

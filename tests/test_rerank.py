@@ -6,11 +6,10 @@ import pytest
 import torch
 
 from ctrldial.cli import main
-from ctrldial.config import GenerateConfig, ModelConfig, build_config
+from ctrldial.config import GenerateConfig, build_config
 from ctrldial.errors import UserError
 from ctrldial.generate import generate_ids
 from ctrldial.guidance import Sampler
-from ctrldial.models import load_model
 from ctrldial.rerank import check_reranker, rerank
 
 PAD = 50256
@@ -71,13 +70,8 @@ def test_classifier_on_the_validation_split_checks_itself_on_train(judges):
 
 
 @pytest.fixture(scope="module")
-def model():
-    m = load_model(ModelConfig(name="tiny-gpt2")).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.dim() == 2:
-                p.mul_(6.0)
-    return m
+def model(varied_gpt2):
+    return varied_gpt2
 
 
 def test_likelihoods_are_the_sum_of_chosen_token_logprobs(model):

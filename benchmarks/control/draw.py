@@ -54,6 +54,26 @@ def score(out: Path) -> dict:
     return result
 
 
+def versus(a: Path, b: Path) -> dict:
+    """Two hand-labelled draws of the same rows (same seed, same-size generations): which one the reading favours,
+    with an exact McNemar test on the discordant pairs."""
+    from math import comb
+
+    def load(d: Path) -> dict:
+        key = {k["id"]: k for k in read(d / "key.jsonl")}
+        labels = {h["id"]: h["label"] for h in read(d / "hand-labels.jsonl")}
+        return {(key[i]["row"], key[i]["requested"]): labels[i] == key[i]["requested"] for i in key}
+
+    ha, hb = load(a), load(b)
+    assert ha.keys() == hb.keys(), "the two draws must hold the same rows"
+    only_a = sum(ha[k] and not hb[k] for k in ha)
+    only_b = sum(hb[k] and not ha[k] for k in ha)
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {"a": str(a), "b": str(b), "n": len(ha), "agree_a": sum(ha.values()) / len(ha), "agree_b": sum(hb.values()) / len(hb),
+            "only_a_agrees": only_a, "only_b_agrees": only_b, "mcnemar_exact_p": p}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path, nargs="?")
@@ -61,8 +81,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--score", action="store_true", help="join hand-labels.jsonl with the key and write agreement.json")
+    ap.add_argument("--versus", type=Path, help="another hand-labelled draw of the same rows: paired comparison (McNemar)")
     a = ap.parse_args()
-    if a.score:
+    if a.versus:
+        print(json.dumps(versus(a.versus, a.out), indent=2))
+    elif a.score:
         print(json.dumps(score(a.out), indent=2))
     else:
         draw(a.results, a.out, a.n, a.seed)

@@ -101,9 +101,12 @@ def cmd_rescore(args) -> None:
 
 
 def cmd_sweep(args) -> None:
+    from ctrldial.backends import make_dispatcher
     from ctrldial.sweep import sweep
 
-    sweep(Path(args.sweep), Path(args.out), dry_run=args.dry_run, only=args.only, overrides=args.overrides, launcher=args.launcher)
+    dispatch = make_dispatcher(args.backend, args.ray_address, args.max_retries, args.slurm)
+    sweep(Path(args.sweep), Path(args.out), dry_run=args.dry_run, only=args.only, overrides=args.overrides, launcher=args.launcher,
+          dispatch=dispatch)
 
 
 def cmd_tune(args) -> None:
@@ -218,8 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list points and what would be skipped")
     p.add_argument("--only", help="run only points whose name matches this glob or substring")
     p.add_argument("--launcher", metavar="CMD", help='run each point as `CMD -m ctrldial run …`, e.g. "accelerate launch --multi_gpu" '
-                   "(default: the sweep file's launcher:; \"\" = in this process)")
+                   "(default: the sweep file's launcher:; \"\" = in this process; local backend only)")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    p.add_argument("--backend", choices=("local", "ray", "slurm"), default="local",
+                   help="local: one point after another here (default); ray: one Ray task per point; slurm: a job array (submitit)")
+    p.add_argument("--ray-address", metavar="auto|HOST:PORT", help="the Ray cluster to use (default: the file's ray.address, else "
+                   "a local cluster started for the sweep)")
+    p.add_argument("--max-retries", type=int, metavar="N", help="Ray: retries of a point whose worker died (default 1)")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="Slurm setting over the file's slurm: (partition, gpus_per_node, cpus_per_task, time, array_parallelism, "
+                        "mem_gb, wait, cluster=local), e.g. --slurm partition=gpu --slurm time=4:00:00")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("tune", help="hyper-parameter search (Optuna TPE) scored on validation contexts only; resumable")

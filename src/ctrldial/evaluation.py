@@ -12,7 +12,6 @@ from ``--set`` on top of the run's own config.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from ctrldial.config import flat_config
 from ctrldial.errors import UserError, check_label
 from ctrldial.fluency import generation_perplexity
-from ctrldial.record import GENERATIONS, recorded_labels, write_json, write_jsonl
+from ctrldial.record import GENERATIONS, jsonl_objects, recorded_labels, write_json, write_jsonl
 
 METRICS_FILE = "metrics.json"
 
@@ -31,21 +30,14 @@ def read_contexts(path: Path, labels: list[str]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"{path}: no such contexts file (one JSON object per line: {{\"context\": [\"turn\", ...]}})")
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{where}: not valid JSON ({e.msg}); write one object per line, e.g. {{\"context\": [\"Hi!\"]}}") from None
-        ctx = item.get("context") if isinstance(item, dict) else None
+    for where, item in jsonl_objects(path, '{"context": ["Hi!"]}'):
+        ctx = item.get("context")
         if not isinstance(ctx, list) or not ctx or not all(isinstance(t, str) and t.strip() for t in ctx):
             raise UserError(f"{where}: \"context\" must be a list of one or more non-empty turns (strings), oldest first")
         ref_label = item.get("reference_label")
         if ref_label is not None and ref_label not in labels:
             raise UserError(f"{where}: reference_label {ref_label!r} is not one of {', '.join(labels)}")
-        items.append({**item, "id": item.get("id", f"{path.name}:{n}")})
+        items.append({**item, "id": item.get("id", f"{path.name}:{where.rsplit(':', 1)[1]}")})
     if not items:
         raise UserError(f"{path}: no contexts (one JSON object per line: {{\"context\": [\"turn\", ...]}})")
     return items

@@ -53,6 +53,22 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+def jsonl_objects(path: Path, example: str):
+    """``(where, object)`` for every non-blank line of a JSONL input file, ``where`` = ``FILE:LINE``; a line that is
+    not a JSON object is a one-line error naming it, with ``example`` as the fix."""
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{i}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: not valid JSON ({e.msg}); write one object per line, e.g. {example}") from None
+        if not isinstance(item, dict):
+            raise UserError(f"{where}: expected a JSON object, got {type(item).__name__}; e.g. {example}")
+        yield where, item
+
+
 def read_record(run_dir: Path) -> dict[str, Any] | None:
     """The record as a dict, or None when it is missing or not valid JSON (lenient: sweeps redo such runs)."""
     p = run_dir / RECORD

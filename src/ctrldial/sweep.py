@@ -4,6 +4,9 @@ The file and its points (``SweepSpec``, ``expand``) are ``ctrldial.sweepspec``; 
 ``ctrldial.naming``. A point is done when its record says ``ok`` and its ``config_hash`` equals the point's
 resolved fingerprint; anything else (missing, ``running`` after a kill, ``failed``, or a changed config)
 runs again from a clean folder.
+
+Points run here, one after another (the local backend), or through a ``Dispatcher`` that sends them to a
+cluster engine (``ctrldial.backends``: Ray, Slurm); planning, skipping and the state file are the same.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import gc
+import json
 import os
 import shlex
 import subprocess
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import yaml
 
@@ -31,6 +36,8 @@ from ctrldial.sweepspec import Point, SweepSpec, expand, load_sweep
 CLASSIFIER_DIR = "classifier"
 STATE = "sweep.json"
 LOCKS = ".locks"
+TIMING = ("started", "finished", "host", "log")
+"""What sweep.json says about where and when a point last ran."""
 
 
 # -- choosing -----------------------------------------------------------------------------------------
@@ -61,15 +68,25 @@ def point_state(point: Point, out: Path) -> tuple[str, str]:
     return "run", "interrupted"
 
 
-def write_state(out: Path, spec: SweepSpec, points: list[Point], actions: dict[str, str], classifier: str | None) -> None:
-    """DIR/sweep.json: every point's folder, resolved config, record status and what this invocation did."""
+def write_state(out: Path, spec: SweepSpec, points: list[Point], actions: dict[str, str], classifier: str | None,
+                extra: dict[str, dict[str, Any]] | None = None) -> None:
+    """DIR/sweep.json: every point's folder, resolved config, record status and what this invocation did.
+
+    ``extra``: per point, what its execution reported (started, finished, host, log); a finished point that did not
+    run this time keeps what the file said about it."""
+    try:
+        before = {r["name"]: r for r in json.loads((out / STATE).read_text())["points"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        before = {}
     rows = []
     for p in points:
         rec = read_record(out / p.name) or {}
+        old = before.get(p.name, {})
+        kept = {k: old[k] for k in TIMING if k in old} if rec.get("status") == "ok" and old.get("config_hash") == p.cfg.fingerprint() else {}
         rows.append({
             "name": p.name, "origin": p.origin, "values": p.values, "config_hash": p.cfg.fingerprint(),
             "status": rec.get("status", "pending"), "action": actions.get(p.name, "not selected"),
-            **({"error": rec["error"]} if rec.get("error") else {}), "config": p.cfg.to_dict(),
+            **({"error": rec["error"]} if rec.get("error") else {}), **(extra or {}).get(p.name, kept), "config": p.cfg.to_dict(),
         })
     write_json(out / STATE, {"name": spec.name, "source": spec.source, "classifier": classifier, "points": rows})
 
@@ -130,6 +147,45 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
     """Points another sweep in the same folder was running."""
+    submitted: list[str] = field(default_factory=list)
+    """Points left queued or running on a cluster (Slurm without waiting)."""
+
+
+@dataclass
+class SweepRun:
+    """One invocation's points and bookkeeping, handed to whatever executes them."""
+
+    spec: SweepSpec
+    out: Path
+    points: list[Point]
+    todo: list[Point]
+    plan: dict[str, tuple[str, str]]
+    folders: dict[str, Path]
+    summary: Summary
+    actions: dict[str, str] = field(default_factory=dict)
+    timing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    classifier: str | None = None
+
+    def save_state(self) -> None:
+        write_state(self.out, self.spec, self.points, self.actions, self.classifier, self.timing)
+
+    def finished(self, point: Point, error: str | None) -> None:
+        """Count a point that ran (ok, or failed with ``error``)."""
+        self.actions[point.name] = "failed" if error else "ran"
+        if error:
+            self.summary.failed.append((point.name, error))
+        else:
+            self.summary.ran.append(point.name)
+
+
+class Dispatcher(Protocol):
+    """Runs a sweep's pending points somewhere else (``ctrldial.backends``)."""
+
+    def describe(self, run: SweepRun) -> list[str]:
+        """--dry-run: what would be started or submitted."""
+
+    def execute(self, run: SweepRun) -> None:
+        """Run ``run.todo``; report each point through ``run.finished`` and ``run.save_state``."""
 
 
 class LaunchFailed(Exception):
@@ -138,6 +194,13 @@ class LaunchFailed(Exception):
 
 def point_config_file(out: Path, point: Point) -> Path:
     return out / ".points" / f"{point.name}.yaml"
+
+
+def write_point_config(out: Path, point: Point) -> Path:
+    """DIR/.points/NAME.yaml: the point's resolved config, for a launched `ctrldial run --config` (same fingerprint)."""
+    path = point_config_file(out, point)
+    write_atomic(path, yaml.safe_dump(point.cfg.to_dict(), sort_keys=False, allow_unicode=True))
+    return path
 
 
 def launch_command(launcher: str, point: Point, out: Path) -> list[str]:
@@ -156,7 +219,7 @@ def _run_point(point: Point, out: Path, launcher: str | None, held: Any) -> str 
             run(point.cfg, folder, overwrite=True)
             return None
         cmd = launch_command(launcher, point, out)
-        write_atomic(point_config_file(out, point), yaml.safe_dump(point.cfg.to_dict(), sort_keys=False, allow_unicode=True))
+        write_point_config(out, point)
         # the launched processes inherit the point's lock: one orphaned by a killed sweep still holds it
         rc = subprocess.run(cmd, pass_fds=(held.fileno(),) if held else ()).returncode
         rec = read_record(folder) or {}
@@ -167,15 +230,23 @@ def _run_point(point: Point, out: Path, launcher: str | None, held: Any) -> str 
         if not isinstance(e, (UserError, LaunchFailed)):
             traceback.print_exc()  # not a user mistake: show where it happened
         error = str(e) if isinstance(e, LaunchFailed) else f"{type(e).__name__}: {e}"
-        rec = read_record(folder)
-        if rec is None or rec.get("status") != "failed":
-            # failed before the run wrote its record (or its process was killed): record it, so the report lists it
-            write_record(folder, RunRecord(point.cfg.to_dict(), point.cfg.fingerprint(), status="failed"), error=error)
+        mark_failed(point, out, error)
         return error
     finally:
         gc.collect()
         if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
             sys.modules["torch"].cuda.empty_cache()
+
+
+def mark_failed(point: Point, out: Path, error: str) -> None:
+    """A point that failed before its run wrote a failed record (or whose process was killed): record it, so the report lists it."""
+    rec = read_record(out / point.name)
+    if rec is None or rec.get("status") != "failed":
+        write_record(out / point.name, RunRecord(point.cfg.to_dict(), point.cfg.fingerprint(), status="failed"), error=error)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def run_sweep(
@@ -186,8 +257,9 @@ def run_sweep(
     overrides: list[str] | None = None,
     config_files: list[str | Path] | None = None,
     launcher: str | None = None,
+    dispatch: Dispatcher | None = None,
 ) -> Summary:
-    """Expand and validate every point, then run the selected ones that are not done."""
+    """Expand and validate every point, then run the selected ones that are not done (here, or through ``dispatch``)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("ctrldial sweep: do not start the sweep itself under accelerate launch/torchrun; give the launcher to the "
                         "sweep instead (`launcher: accelerate launch` in the sweep file), which launches every point")
@@ -204,53 +276,74 @@ def run_sweep(
     if dry_run:
         for p in chosen:
             print(f"  {plan[p.name][0]:4}  {p.name}  ({plan[p.name][1]})")
-            if launcher and plan[p.name][0] == "run":
+            if launcher and plan[p.name][0] == "run" and dispatch is None:
                 print(f"        {shlex.join(launch_command(launcher, p, out))}")
+        if dispatch is not None and todo:
+            print("\n".join(dispatch.describe(SweepRun(spec, out, points, todo, plan, folders, summary))))
         return summary
-    actions = {n: "skipped" for n in summary.skipped}
-    classifier = ", ".join(str(f.resolve()) for f in folders.values()) or None
+    run = SweepRun(spec, out, points, todo, plan, folders, summary, actions={n: "skipped" for n in summary.skipped},
+                   classifier=", ".join(str(f.resolve()) for f in folders.values()) or None)
     try:
-        for i, p in enumerate(todo, 1):
-            write_state(out, spec, points, actions, classifier)
-            # one lock per point: sweeps started in parallel on the same folder share out the points
-            with lock(out / LOCKS / f"{p.name}.lock") as held:
-                if held is None or point_state(p, out)[0] == "skip":
-                    (summary.busy if held is None else summary.skipped).append(p.name)
-                    actions[p.name] = "busy" if held is None else "skipped"
-                    print(f"sweep: {p.name}: {'running in another sweep' if held is None else 'finished by another sweep'}")
-                    continue
-                print(f"\n=== sweep [{i}/{len(todo)}] {p.name} ({plan[p.name][1]}) ===", flush=True)
-                ensure_classifier(spec, p, folders)
-                error = _run_point(p, out, launcher, held)
-            actions[p.name] = "failed" if error else "ran"
-            if error:
-                summary.failed.append((p.name, error))
-                print(f"sweep: {p.name} failed: {error.splitlines()[0][:300]}", flush=True)
-            else:
-                summary.ran.append(p.name)
+        if dispatch is None:
+            _run_here(run, launcher)
+        elif todo:
+            dispatch.execute(run)
     finally:
-        write_state(out, spec, points, actions, classifier)
+        run.save_state()
     print(format_summary(summary, out))
     return summary
 
 
+def claim(run: SweepRun, p: Point, held: Any) -> bool:
+    """Whether this invocation runs ``p``, holding its lock ``held``; a point busy elsewhere or finished meanwhile is counted."""
+    if held is not None and point_state(p, run.out)[0] == "run":
+        return True
+    (run.summary.busy if held is None else run.summary.skipped).append(p.name)
+    run.actions[p.name] = "busy" if held is None else "skipped"
+    print(f"sweep: {p.name}: {'running in another sweep' if held is None else 'finished by another sweep'}")
+    return False
+
+
+def _run_here(run: SweepRun, launcher: str | None) -> None:
+    """The local backend: the points one after another, in this process or each in its own launch."""
+    for i, p in enumerate(run.todo, 1):
+        run.save_state()
+        # one lock per point: sweeps started in parallel on the same folder share out the points
+        with lock(run.out / LOCKS / f"{p.name}.lock") as held:
+            if not claim(run, p, held):
+                continue
+            print(f"\n=== sweep [{i}/{len(run.todo)}] {p.name} ({run.plan[p.name][1]}) ===", flush=True)
+            ensure_classifier(run.spec, p, run.folders)
+            started = now()
+            error = _run_point(p, run.out, launcher, held)
+        run.timing[p.name] = {"started": started, "finished": now()}
+        run.finished(p, error)
+        if error:
+            print(f"sweep: {p.name} failed: {error.splitlines()[0][:300]}", flush=True)
+
+
 def format_summary(s: Summary, out: Path) -> str:
     busy = f", {len(s.busy)} running in another sweep" if s.busy else ""
+    busy += f", {len(s.submitted)} submitted and not finished yet" if s.submitted else ""
     lines = [f"\nsweep summary: {len(s.ran)} ran ok, {len(s.skipped)} skipped (already done), {len(s.failed)} failed{busy} — {out / STATE}"]
     lines += [f"  failed  {name}: {err.splitlines()[0][:300]}" for name, err in s.failed]
     return "\n".join(lines)
 
 
 def sweep(
-    path: Path, out: Path, dry_run: bool = False, only: str | None = None, overrides: list[str] | None = None, launcher: str | None = None
+    path: Path, out: Path, dry_run: bool = False, only: str | None = None, overrides: list[str] | None = None, launcher: str | None = None,
+    dispatch: Dispatcher | None = None,
 ) -> None:
     """`ctrldial sweep FILE --out DIR`: exits non-zero when a point failed (the others still ran).
 
     ``launcher`` (e.g. ``accelerate launch``; default: the sweep file's ``launcher:``; "" = none) runs each
-    point as ``LAUNCHER -m ctrldial run …`` in its own processes; without one, points run in this process."""
-    summary = run_sweep(load_sweep(Path(path)), Path(out), dry_run, only, overrides, launcher=launcher)
+    point as ``LAUNCHER -m ctrldial run …`` in its own processes; without one, points run in this process.
+    ``dispatch`` (``ctrldial.backends.make_dispatcher``) sends them to Ray or Slurm instead."""
+    summary = run_sweep(load_sweep(Path(path)), Path(out), dry_run, only, overrides, launcher=launcher, dispatch=dispatch)
     if summary.failed:
         raise UserError(f"{len(summary.failed)} sweep point(s) failed: {', '.join(n for n, _ in summary.failed)}; "
                         f"errors in their record.json under {out}, and in {Path(out) / STATE}")
-    if not dry_run:
+    if summary.submitted:
+        print(f"next: run the same command again to wait for the submitted points, then ctrldial report {out}")
+    elif not dry_run:
         print(f"next: ctrldial report {out}")

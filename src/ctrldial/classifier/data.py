@@ -152,17 +152,10 @@ def read_labelled(path: Path, labels: list[str]) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file; pass a JSONL file of {{context, response, label}} lines")
+    from ctrldial.record import jsonl_objects
+
     items = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{i}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{where}: not valid JSON ({e.msg}); each line is one object {{\"context\": [...], \"response\": ..., \"label\": ...}}") from None
-        if not isinstance(item, dict):
-            raise UserError(f"{where}: expected a JSON object, got {type(item).__name__}")
+    for where, item in jsonl_objects(path, '{"context": [...], "response": "...", "label": "inform"}'):
         context = item.get("context", [])
         if isinstance(context, str):
             context = [context]

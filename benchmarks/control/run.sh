@@ -1,0 +1,68 @@
+#!/bin/bash
+# The control benchmark: what moves act control on the real corpus (issue "Control that works").
+#
+#   DATA=../shared/data/dailydialog JUDGE=/path/to/judge-gen2 WORK=/tmp/control bash benchmarks/control/run.sh
+#
+# JUDGE: the validated judge (benchmarks/judge/run.sh builds judge-gen2). Every figure is `ctrldial eval` on a
+# contexts file; decoding options were chosen on 100 validation contexts (step 4), and only the chosen ones ran
+# on test contexts (step 5: the first 200 of benchmarks/quality's 500). Measured 2026-12-01 on a 2-core AMD
+# EPYC (AVX-512 BF16), one thread per job, 2–4 jobs at a time: about 3 h of CPU in all.
+set -euo pipefail
+: "${DATA:?set DATA to the DailyDialog folder}" "${JUDGE:?set JUDGE to the validated judge}" "${WORK:=/tmp/control}"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+B=benchmarks/control
+S="--set data.path=$DATA --set classifier.path=$JUDGE"
+
+# 1. contexts files: test-500 = benchmarks/quality's contexts; valid-100 for choosing decoding
+python $B/contexts.py --data "$DATA" --out $WORK/contexts
+head -200 $WORK/contexts/test-500.jsonl > $WORK/contexts/test-200.jsonl
+
+# 2. LoRA at the quality budget, without and with label dropout; and 1,000 steps on 8,000 examples
+ctrldial run --config $B/base.yaml $S --out $WORK/lora-p0
+ctrldial run --config $B/base.yaml $S --set data.label_dropout=0.1 --out $WORK/lora-p10
+ctrldial run --config $B/base.yaml $S --set data.label_dropout=0.1 --set train.max_steps=1000 --set train.eval_every=100 \
+    --set data.max_train_examples=8000 --out $WORK/lora-p10-s1000
+
+# 3. the reranker: MiniLM on the *validation* split's dialogues (the judge learned from the train split)
+ctrldial classifier train --out $WORK/reranker-valid --set data.path=$DATA --set classifier.train_split=validation \
+    --set classifier.context=previous --set classifier.epochs=3
+
+ev() { ctxs=$1; out=$2; run=$3; shift 3; [ -f $out/metrics.json ] || ctrldial eval $run --contexts $ctxs --out $out "$@"; }
+RR="--set generate.do_sample=true --set generate.top_p=0.9 --set generate.rerank_classifier=$WORK/reranker-valid"
+
+# 4. validation: guidance scale, negatives, reranking (results/valid.md)
+V=$WORK/contexts/valid-100.jsonl
+ev $V $WORK/val/p0-g1 $WORK/lora-p0
+for g in 2 3; do ev $V $WORK/val/p0-other-g$g $WORK/lora-p0 --set generate.guidance_scale=$g --set generate.guidance_negative=other_labels; done
+for g in 1 1.5 2 3 4 5; do ev $V $WORK/val/p10-g$g $WORK/lora-p10 --set generate.guidance_scale=$g; done
+ev $V $WORK/val/p10-other-g2 $WORK/lora-p10 --set generate.guidance_scale=2 --set generate.guidance_negative=other_labels
+ev $V $WORK/val/p10-rr4 $WORK/lora-p10 $RR --set generate.num_candidates=4
+ev $V $WORK/val/p10-rr8 $WORK/lora-p10 $RR --set generate.num_candidates=8
+ev $V $WORK/val/p10-g2-rr8 $WORK/lora-p10 $RR --set generate.num_candidates=8 --set generate.guidance_scale=2
+ev $V $WORK/val/p10-rr8-t0.7 $WORK/lora-p10 $RR --set generate.temperature=0.7 --set generate.num_candidates=8
+ev $V $WORK/val/p10-g3-rr8-t0.7 $WORK/lora-p10 $RR --set generate.temperature=0.7 --set generate.num_candidates=8 --set generate.guidance_scale=3
+for g in 1 3; do ev $V $WORK/val/s1000-g$g $WORK/lora-p10-s1000 --set generate.guidance_scale=$g; done
+python $B/table.py $WORK/val/* > $B/results/valid.md
+
+# 5. test (the first 200 of the 500 contexts; final runs only): results/test.md
+T=$WORK/contexts/test-200.jsonl
+RR7="$RR --set generate.temperature=0.7"
+ev $T $WORK/test/lora-unguided $WORK/lora-p0
+ev $T $WORK/test/lora-ld0.1-unguided $WORK/lora-p10
+ev $T $WORK/test/lora-ld0.1-null-g3 $WORK/lora-p10 --set generate.guidance_scale=3
+ev $T $WORK/test/lora-other-g3 $WORK/lora-p0 --set generate.guidance_scale=3 --set generate.guidance_negative=other_labels
+ev $T $WORK/test/lora-ld0.1-null-g3-rerank8-t0.7 $WORK/lora-p10 $RR7 --set generate.num_candidates=8 --set generate.guidance_scale=3
+python $B/table.py $WORK/test/* > $B/results/test.md
+
+# 6. contexts that are not DailyDialog's: results/ood.md
+O=$B/contexts-ood.jsonl
+ev $O $WORK/ood/lora-ld0.1-unguided $WORK/lora-p10
+for g in 2 3; do ev $O $WORK/ood/lora-ld0.1-null-g$g $WORK/lora-p10 --set generate.guidance_scale=$g; done
+python $B/table.py $WORK/ood/* > $B/results/ood.md
+
+# 7. read by hand: 200 random responses per configuration, blind (hand/*/blind.jsonl → hand-labels.jsonl)
+for c in lora-ld0.1-unguided:unguided lora-ld0.1-null-g3:null-g3; do
+  python $B/draw.py $WORK/test/${c%%:*} --out $B/hand/${c##*:} --n 200     # then label blind.jsonl by hand
+  python $B/draw.py --out $B/hand/${c##*:} --score
+done
+python $B/draw.py --out $B/hand/null-g3 --versus $B/hand/unguided > $B/hand/unguided-vs-null-g3.json
