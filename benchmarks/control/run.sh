@@ -42,7 +42,8 @@ ev $V $WORK/val/p10-g2-rr8 $WORK/lora-p10 $RR --set generate.num_candidates=8 --
 ev $V $WORK/val/p10-rr8-t0.7 $WORK/lora-p10 $RR --set generate.temperature=0.7 --set generate.num_candidates=8
 ev $V $WORK/val/p10-g3-rr8-t0.7 $WORK/lora-p10 $RR --set generate.temperature=0.7 --set generate.num_candidates=8 --set generate.guidance_scale=3
 for g in 1 3; do ev $V $WORK/val/s1000-g$g $WORK/lora-p10-s1000 --set generate.guidance_scale=$g; done
-python $B/table.py $WORK/val/* > $B/results/valid.md
+ev $V $WORK/val/s1000-g3-rr8-t0.7 $WORK/lora-p10-s1000 $RR --set generate.temperature=0.7 --set generate.num_candidates=8 --set generate.guidance_scale=3
+python $B/table.py $WORK/val/* > $B/results/valid.md   # the folders' metrics.json are in results/valid/
 
 # 5. test (the first 200 of the 500 contexts; final runs only): results/test.md
 T=$WORK/contexts/test-200.jsonl
@@ -52,6 +53,8 @@ ev $T $WORK/test/lora-ld0.1-unguided $WORK/lora-p10
 ev $T $WORK/test/lora-ld0.1-null-g3 $WORK/lora-p10 --set generate.guidance_scale=3
 ev $T $WORK/test/lora-other-g3 $WORK/lora-p0 --set generate.guidance_scale=3 --set generate.guidance_negative=other_labels
 ev $T $WORK/test/lora-ld0.1-null-g3-rerank8-t0.7 $WORK/lora-p10 $RR7 --set generate.num_candidates=8 --set generate.guidance_scale=3
+ev $T $WORK/test/lora-s1000-ld0.1-unguided $WORK/lora-p10-s1000
+ev $T $WORK/test/lora-s1000-ld0.1-null-g3 $WORK/lora-p10-s1000 --set generate.guidance_scale=3
 python $B/table.py $WORK/test/* > $B/results/test.md
 
 # 6. contexts that are not DailyDialog's: results/ood.md
@@ -66,3 +69,9 @@ for c in lora-ld0.1-unguided:unguided lora-ld0.1-null-g3:null-g3; do
   python $B/draw.py --out $B/hand/${c##*:} --score
 done
 python $B/draw.py --out $B/hand/null-g3 --versus $B/hand/unguided > $B/hand/unguided-vs-null-g3.json
+
+# 8. the 1,000-step model guided + reranked, on the first 100 test contexts (CPU time): results/test100.md
+head -100 $WORK/contexts/test-500.jsonl > $WORK/contexts/test-100.jsonl
+ev $WORK/contexts/test-100.jsonl $WORK/test100/lora-s1000-ld0.1-null-g3-rerank8-t0.7 $WORK/lora-p10-s1000 $RR7 \
+    --set generate.num_candidates=8 --set generate.guidance_scale=3
+python $B/table.py $WORK/test100/* > $B/results/test100.md
