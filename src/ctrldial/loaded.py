@@ -66,14 +66,19 @@ class Loaded:
 
     def respond(self, requests: list[tuple[tuple[str, ...] | list[str], str]], progress: bool = False) -> list[str]:
         """The response to each (context, label) request, decoded as ``generate`` says (guidance, reranking included)."""
-        from ctrldial.generate import decode, generate_ids
-
         if self.cfg.generate.num_candidates > 1:
             from ctrldial.rerank import rerank
 
             return rerank(self, requests, self.reranker(), progress)
+        return self.decode_requests(requests, progress)
+
+    def decode_requests(self, requests: list[tuple[tuple[str, ...] | list[str], str]], progress: bool = False,
+                        logprobs: list[float] | None = None) -> list[str]:
+        """One decoding of each request (guidance included, no reranking); ``logprobs`` as in ``generate_ids``."""
+        from ctrldial.generate import decode, generate_ids
+
         prompts = [self.template.prompt_ids(ctx, lab) for ctx, lab in requests]
-        ids = generate_ids(self.model, prompts, self.cfg.generate, self.eos_id, self.pad_id, progress, self.negatives(requests))
+        ids = generate_ids(self.model, prompts, self.cfg.generate, self.eos_id, self.pad_id, progress, self.negatives(requests), logprobs)
         return decode(self.tokenizer, ids)
 
     def reranker(self):

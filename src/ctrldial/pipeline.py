@@ -97,8 +97,7 @@ def _stages(cfg: Config, out: Path, accelerator, record: RunRecord) -> dict[str,
         m.reranker()  # fail fast: a reranker that is the judge stops the run before training
     train_enc, dropped = m.encode(splits.train, cfg.data.label_dropout)
     valid_enc, _ = m.encode(splits.valid)
-    prompts = eval_prompts(m, splits.test)
-    sanity = SanityCheck(m, prompts)
+    sanity = SanityCheck(m, splits.test)
 
     set_seed(cfg.train.seed)  # adapter init depends on the seed alone, not on what ran before (model downloads, caches)
     apply_method(m, train_steps(len(train_enc), cfg.train, accelerator.num_processes))
@@ -150,10 +149,11 @@ def eval_prompts(m: Loaded, contexts: list[Example]) -> list[list[int]]:
 class SanityCheck:
     """Base-model generations on a few fixed prompts, compared after training: did the method change anything?"""
 
-    def __init__(self, m: Loaded, prompts: list[list[int]]):
+    def __init__(self, m: Loaded, contexts: list[Example]):
         n, k = m.cfg.eval.sanity_prompts, len(m.labels)
-        # context i asked for label i (mod k): a fixed spread over contexts and labels
-        self.prompts = prompts[: n * k : k + 1][:n]
+        # every (k+1)-th of the context-major (context, label) requests: a fixed spread over contexts and labels
+        picks = range(0, min(n, len(contexts)) * k, k + 1)
+        self.prompts = [m.template.prompt_ids(contexts[t // k].context, m.labels[t % k]) for t in picks][:n]
         self.base = self._generate(m) if m.method.trains and self.prompts else None
 
     def _generate(self, m: Loaded) -> list[list[int]]:

@@ -38,8 +38,7 @@ def check_reranker(reranker: str | Path, judge: str | Path | None) -> dict[str, 
     theirs = _train_data(judge)
     info["judge_train_data"] = {k: theirs.get(k) for k in ("split", "dialogues", "fingerprint", "utterances")}
     fix = "train the reranker on other dialogues (classifier.train_split=validation, or the other classifier.train_dialogues half)"
-    if reranker.resolve() == judge.resolve():
-        raise UserError(f"generate.rerank_classifier is the judge ({judge}): the judge must never choose the outputs it scores; {fix}")
+    # the judge's own folder is refused by the config check (config/schema.py) and, failing that, by its fingerprint
     if mine.get("fingerprint") and mine.get("fingerprint") == theirs.get("fingerprint"):
         raise UserError(f"generate.rerank_classifier {reranker} has the judge's training-data fingerprint ({judge}); {fix}")
     same_split = mine.get("split", "train") == theirs.get("split", "train")
@@ -53,14 +52,10 @@ def check_reranker(reranker: str | Path, judge: str | Path | None) -> dict[str, 
 
 def rerank(m, requests: list[tuple], reranker, progress: bool = False) -> list[str]:
     """The chosen response per request: ``num_candidates`` sampled candidates each, scored by ``reranker``."""
-    from ctrldial.generate import decode, generate_ids
-
     n = m.cfg.generate.num_candidates
     expanded = [req for req in requests for _ in range(n)]
-    prompts = [m.template.prompt_ids(ctx, lab) for ctx, lab in expanded]
     logprobs: list[float] = []
-    ids = generate_ids(m.model, prompts, m.cfg.generate, m.eos_id, m.pad_id, progress, m.negatives(expanded), logprobs)
-    texts = decode(m.tokenizer, ids)
+    texts = m.decode_requests(expanded, progress, logprobs)
     probs = reranker.predict_proba(texts, [list(ctx) for ctx, _ in expanded]).tolist()
     chosen = []
     for i, (_, label) in enumerate(requests):
