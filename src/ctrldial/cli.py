@@ -296,6 +296,16 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt  # a scheduler's or `kill`'s SIGTERM ends a run like Ctrl-C: the record says interrupted
 
 
+def _exit_interrupted() -> None:
+    """Exit 130, whatever else arrives. A second SIGTERM during the cleanup is ignored, and SIGINT is blocked:
+    after a KeyboardInterrupt that passed through code run from a string, CPython (under ``-m``) ends the
+    process by sending itself SIGINT (exit -2, seen once in CI), which a blocked signal cannot do."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("CTRLDIAL_DEBUG") == "1"
@@ -312,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         print("ctrldial: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _exit_interrupted()
     except BrokenPipeError:  # `ctrldial … | head`: the reader left; nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
