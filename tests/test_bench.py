@@ -32,11 +32,19 @@ def test_bench_smoke(tmp_path, dd_dir, tiny_encoder):
     result = bench(quick=True, out=out, overrides=[
         "model.name=tiny-gpt2", f"data.path={dd_dir}", "train.max_steps=3", "train.batch_size=2",
         "data.max_eval_examples=2", "generate.max_new_tokens=4", f"classifier.model={tiny_encoder}",
-        "classifier.max_steps=2", "bench.score_texts=16", "bench.methods=lora", "bench.threads=1", "bench.variants=true",
+        "classifier.max_steps=2", "bench.score_texts=16", "bench.methods=lora", "bench.threads=1", "bench.variants=true", "bench.repeats=3",
     ])
     on_disk = json.loads((out / "bench.json").read_text())
-    for key in ("train_speedup", "generate_speedup", "score_speedup", "guidance_overhead"):
+    for key in ("train_speedup", "train_speedup_auto", "generate_speedup", "score_speedup", "guidance_overhead"):
         assert isinstance(on_disk[key], float) and on_disk[key] > 0, key
+        q = on_disk["ratios"][key]  # the median over side-by-side pairs of runs, with min and max
+        assert q["median"] == on_disk[key] and q["min"] <= q["median"] <= q["max"] and len(q["runs"]) == 3, key
+    assert isinstance(on_disk["cpu_bf16"], bool)
+    tr = on_disk["train"]
+    assert tr["precision"]["ctrldial"] == tr["precision"]["hf_trainer"] == "fp32"  # like with like
+    assert ("ctrldial_auto" in tr) == on_disk["cpu_bf16"]  # ctrldial's default precision, where it differs
+    assert tr["ctrldial"]["packed"] and tr["ctrldial"]["padding_share"] < tr["hf_trainer"]["padding_share"]
+    assert tr["ctrldial"]["runs"][0] / tr["hf_trainer"]["runs"][0] == on_disk["ratios"]["train_speedup"]["runs"][0]
     assert 0 <= on_disk["generate_identical_share"] <= 1
     assert on_disk["train"]["ctrldial"]["tokens_per_s"] > 0 and on_disk["train"]["hf_trainer"]["tokens_per_s"] > 0
     assert on_disk["train"]["examples"] == 3 * 2  # exactly steps × batch: each loop sees every example once
@@ -48,9 +56,12 @@ def test_bench_smoke(tmp_path, dd_dir, tiny_encoder):
     assert {"environment", "packages", "config", "wall_seconds"} <= set(on_disk)
     assert result["train_speedup"] == on_disk["train_speedup"]
     g = on_disk["generate"]["guidance"]
-    assert g["guidance_overhead"] == g["unguided"]["responses_per_s"] / g["guided"]["responses_per_s"]
-    # head, 3 parts, 2 variants, guidance; a blank line; head and 1 method of the memory table
-    assert len(format_table(on_disk).splitlines()) == (2 + 3 + 2 + 1) + 1 + (2 + 1)
+    pairs = sorted(u / v for u, v in zip(g["unguided"]["runs"], g["guided"]["runs"]))  # guided s / unguided s, run by run
+    assert g["guidance_overhead"] == pairs[1]
+    # head, 3 parts (+ training at the default precision), 2 variants, guidance; the machine line; head and 1
+    # method of the memory table
+    train_rows = 2 if on_disk["cpu_bf16"] else 1
+    assert len(format_table(on_disk).splitlines()) == (2 + train_rows + 2 + 2 + 1) + 2 + 1 + (2 + 1)
 
 
 def test_committed_bench_files_still_format():

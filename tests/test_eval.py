@@ -29,7 +29,7 @@ def judged_lora(tmp_path_factory, tiny_bert_shared):
     run(build_config(None, [
         "model.name=tiny-gpt2", f"data.path={dd}", "method.name=lora", "train.max_steps=6", "train.eval_every=3",
         "train.batch_size=4", "train.tracker=none", "train.mixed_precision=no", "data.max_eval_examples=3",
-        "generate.max_new_tokens=5", "train.lr=0.05", "data.label_dropout=0.3", f"classifier.path={clf}",
+        "generate.max_new_tokens=5", "train.lr=0.02", "data.label_dropout=0.3", f"classifier.path={clf}",
     ]), out)
     return out
 

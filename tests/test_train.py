@@ -114,8 +114,8 @@ def test_nan_loss_fails_the_run_with_a_hint(tmp_path, dd_dir, monkeypatch, capsy
 
     def poisoned(model, batch):
         s, n = real(model, batch)
-        calls["n"] += 1
-        return (s * float("nan"), n) if calls["n"] > 3 and model.training else (s, n)
+        calls["n"] += model.training  # training steps only: validation and the packing check run in eval mode
+        return (s * float("nan"), n) if calls["n"] >= 3 and model.training else (s, n)
 
     monkeypatch.setattr(T, "token_losses", poisoned)
     with pytest.raises(UserError, match=r"loss became nan at step 3: lower train.lr"):

@@ -178,7 +178,7 @@ def train_method(m: Loaded, train_enc: list, valid_enc: list, accelerator, keep:
         accelerator.init_trackers("ctrldial", config={k: str(v) for k, v in flat_config(m.cfg).items()})
     try:
         m.model, result = train(m.model, train_enc, valid_enc, m.cfg.train, learning_rate(m.cfg, m.method), m.pad_id, accelerator,
-                                m.method.after_step)
+                                m.method.after_step, packable=m.method.virtual_tokens(m.cfg.method) == 0)
     except TrainingFailed as e:
         if e.model is not None and keep is not None and accelerator.is_main_process:
             m.method.save(e.model, keep)
@@ -233,6 +233,7 @@ def train_summary(tr: TrainResult | None, lr: float) -> TrainSummary | None:
     return TrainSummary(
         steps=tr.steps, best_step=tr.best_step, best_val_loss=tr.best_val_loss, stopped_early=tr.stopped_early, lr=lr,
         history=tr.history, rank_batch_digests=tr.rank_batch_digests, rank_weight_checksums=tr.rank_weight_checksums,
+        packed=tr.packed, padding_share=tr.padding_share,
     )
 
 

@@ -196,6 +196,10 @@ class TrainSummary:
     """One entry per logged step: {step, loss, lr} and {step, val_loss} at validations."""
     rank_batch_digests: list[str]
     rank_weight_checksums: list[float]
+    packed: bool = False
+    """Trained on packed rows (train.packing); absent in records written before packing (read as False)."""
+    padding_share: float = 0.0
+    """Share of the positions computed that were padding."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -60,6 +61,10 @@ class TrainResult:
     train_seconds: float = 0.0
     train_tokens: int = 0
     """Non-pad tokens seen (all processes)."""
+    packed: bool = False
+    """Trained on packed rows (``train.packing`` and a method without virtual tokens)."""
+    padding_share: float = 0.0
+    """Share of the positions computed that were padding (this process; 0 when packed)."""
     rank_batch_digests: list[str] = field(default_factory=list)
     """Per process, a digest of the batches it trained on: data parallelism must give each its own."""
     rank_weight_checksums: list[float] = field(default_factory=list)
@@ -128,22 +133,99 @@ def collate(examples: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def _first_fit(lengths: list[int], budget: int) -> list[list[int]]:
+    """Indices into rows of at most ``budget`` tokens, longest first, each into the first row it fits."""
+    rows: list[list[int]] = []
+    used: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        r = next((r for r, u in enumerate(used) if u + lengths[i] <= budget), None)
+        if r is None:
+            rows.append([]), used.append(0)
+            r = len(rows) - 1
+        rows[r].append(i)
+        used[r] += lengths[i]
+    return rows
+
+
+def pack(examples: list[Encoded], pad_id: int, row_tokens: int) -> dict[str, torch.Tensor]:
+    """The examples end to end in rows of at most ``row_tokens`` tokens; position ids restart at 0 for each.
+
+    Of the row widths from the longest example up to ``row_tokens``, the one computing the fewest positions
+    (rows × width; ties: the narrower) is used, so a packed batch never computes more than a padded one.
+    Without an attention mask, transformers derives a block-diagonal causal mask from such position ids
+    (``masking_utils.find_packed_sequence_indices``), so no example attends to another; a row's padding is a
+    sequence of its own at its end. Each example's first label is IGNORE: it must not be predicted from the
+    example before it. Rows are bounded because attention over a row costs its length squared: on
+    SmolLM2-135M one row per batch of 8 trains slower than padded batches (benchmarks/speed/README.md).
+    """
+    lengths = [len(e.input_ids) for e in examples]
+    layouts = [_first_fit(lengths, b) for b in range(max(lengths), max(row_tokens, max(lengths)) + 1)]
+    rows = min(layouts, key=lambda rows: len(rows) * max(sum(lengths[i] for i in r) for r in rows))  # first = narrowest
+    used = [sum(lengths[i] for i in r) for r in rows]
+    rows = [[examples[i] for i in r] for r in rows]
+    width = max(used)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        at = 0
+        for e in row:
+            n = len(e.input_ids)
+            ids[i, at : at + n] = torch.tensor(e.input_ids)
+            labels[i, at + 1 : at + n] = torch.tensor(e.labels[1:])
+            positions[i, at : at + n] = torch.arange(n)
+            at += n
+        positions[i, at:] = torch.arange(width - at)
+    return {"input_ids": ids, "labels": labels, "position_ids": positions, "tokens": torch.tensor(sum(used))}
+
+
+def batch_tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Real (non-pad) tokens of a padded or packed batch."""
+    return batch["tokens"] if "tokens" in batch else batch["attention_mask"].sum()
+
+
 # -- loss -----------------------------------------------------------------------------------------------
 def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of token losses, number of target tokens) for a batch, for every kind of method.
+    """(sum of token losses, number of target tokens) for a padded or a packed batch, for every kind of method.
 
-    Prompt tuning and P-tuning prepend virtual tokens *inside* the model, so their logits are longer than
-    the labels by num_virtual_tokens; the last L positions always align with the L input tokens.
+    A packed batch (``position_ids``, from ``pack``) computes logits only at the positions that predict a
+    target (``logits_to_keep`` as a boolean mask): the vocabulary projection and the loss skip the context.
+    Prompt tuning and P-tuning prepend virtual tokens *inside* the model, so their (padded) logits are longer
+    than the labels by num_virtual_tokens; the last L positions always align with the L input tokens.
     """
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     labels = batch["labels"]
+    shift_labels = labels[:, 1:]
+    if "position_ids" in batch:
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = shift_labels != IGNORE
+        out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False)
+        logits, targets = out.logits.float(), shift_labels[keep[:, :-1]]
+        return torch.nn.functional.cross_entropy(logits, targets, reduction="sum"), targets.new_tensor(targets.numel())
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     logits = out.logits[:, -labels.shape[1] :]
     shift_logits = logits[:, :-1].float()
-    shift_labels = labels[:, 1:]
     loss = torch.nn.functional.cross_entropy(
         shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
     )
     return loss, (shift_labels != IGNORE).sum()
+
+
+@torch.no_grad()
+def packing_agrees(model, examples: list[Encoded], pad_id: int, row_tokens: int, rtol: float = 1e-4) -> bool:
+    """Do these examples packed in rows lose what they lose in a padded batch (fp32, eval mode)?
+
+    Checked once before training, because a model whose attention ignores packed position ids (an older or
+    custom architecture) would silently let packed examples attend to each other.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        packed, _ = token_losses(model, {k: v.to(device) for k, v in pack(examples, pad_id, row_tokens).items()})
+        padded, _ = token_losses(model, {k: v.to(device) for k, v in collate(examples, pad_id).items()})
+        return bool(torch.isclose(packed, padded, rtol=rtol, atol=1e-4))
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -176,14 +258,18 @@ def train(
     pad_id: int,
     accelerator,
     after_step: Callable[[Any, int], None] | None = None,
+    packable: bool = False,
 ) -> tuple[Any, TrainResult]:
     """Train ``model`` in place; return the (unwrapped) model holding the best validation weights.
+
+    ``packable``: the method can train on packed rows (no virtual tokens); ``cfg.packing`` then packs them,
+    once a check on the first batch shows this model keeps packed examples apart (else: padded batches).
 
     Faults become ``TrainingFailed`` carrying the last good weights: a non-finite loss (hint: learning rate,
     precision) or running out of memory (hint: smaller batches with gradient accumulation).
     """
     try:
-        return _train(model, train_data, valid_data, cfg, lr, pad_id, accelerator, after_step)
+        return _train(model, train_data, valid_data, cfg, lr, pad_id, accelerator, after_step, packable)
     except TrainingFailed:
         raise
     except Exception as e:
@@ -196,7 +282,7 @@ def train(
         ) from None
 
 
-def _train(model, train_data, valid_data, cfg: TrainConfig, lr: float, pad_id: int, accelerator, after_step) -> tuple[Any, TrainResult]:
+def _train(model, train_data, valid_data, cfg: TrainConfig, lr: float, pad_id: int, accelerator, after_step, packable) -> tuple[Any, TrainResult]:
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -208,9 +294,15 @@ def _train(model, train_data, valid_data, cfg: TrainConfig, lr: float, pad_id: i
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
 
     sampler = EpochBatches([len(e.input_ids) for e in train_data], cfg.batch_size, cfg.seed, cfg.group_by_length)
-    loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=lambda b: collate(b, pad_id))
+    first = [train_data[i] for i in next(iter(sampler))]
+    packed = packable and cfg.packing and packing_agrees(model, first, pad_id, cfg.pack_tokens)
+    if packable and cfg.packing and not packed:
+        warnings.warn("train.packing: this model lets packed examples attend to each other (its attention ignores "
+                      "packed position ids); training on padded batches instead", stacklevel=2)
+    to_batch = (lambda b: pack(b, pad_id, cfg.pack_tokens)) if packed else (lambda b: collate(b, pad_id))
+    loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=to_batch)
     valid_sorted = sorted(valid_data, key=lambda e: len(e.input_ids))  # sorted: least padding, fixed order
-    vloader = DataLoader(valid_sorted, batch_size=cfg.batch_size * 2, collate_fn=lambda b: collate(b, pad_id))
+    vloader = DataLoader(valid_sorted, batch_size=cfg.batch_size * 2, collate_fn=to_batch)
 
     total_steps = train_steps(len(train_data), cfg, accelerator.num_processes)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
@@ -221,6 +313,8 @@ def _train(model, train_data, valid_data, cfg: TrainConfig, lr: float, pad_id: i
     bad_evals = 0
     step, micro, epoch = 0, 0, 0
     tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
+    computed = 0  # positions the model computed, pads included (this process)
+    result.packed = packed
     digest = hashlib.sha256()
     bar = tqdm(total=total_steps, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
     start = time.perf_counter()
@@ -243,8 +337,9 @@ def _train(model, train_data, valid_data, cfg: TrainConfig, lr: float, pad_id: i
                     step=step + 1,
                 )
             accelerator.backward(loss / cfg.grad_accum)
-            tokens += batch["attention_mask"].sum()
-            digest.update(batch["input_ids"][:, :8].cpu().numpy().tobytes())
+            tokens += batch_tokens(batch).to(tokens.device)
+            computed += batch["input_ids"].numel()
+            digest.update(batch["input_ids"].cpu().numpy().tobytes())
             micro += 1
             if micro % cfg.grad_accum:
                 continue
@@ -282,6 +377,7 @@ def _train(model, train_data, valid_data, cfg: TrainConfig, lr: float, pad_id: i
     result.steps = step
     result.train_seconds = time.perf_counter() - start
     result.train_tokens = int(accelerator.reduce(tokens, reduction="sum").item())
+    result.padding_share = 1 - int(tokens.item()) / computed if computed else 0.0
     result.rank_batch_digests = gather_object([digest.hexdigest()[:12]])
     result.rank_weight_checksums = gather_object([float(sum(p.detach().double().sum() for p in params))])
     model = accelerator.unwrap_model(model)

@@ -59,6 +59,7 @@ def _bench(cfg: Config, opts: dict[str, Any], quick: bool, out: Path, overrides:
     from ctrldial.loaded import prepare
     from ctrldial.pipeline import eval_prompts
     from ctrldial.record import environment, git_state, package_versions, write_json
+    from ctrldial.train import cpu_has_bf16
 
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cpu")
@@ -66,6 +67,7 @@ def _bench(cfg: Config, opts: dict[str, Any], quick: bool, out: Path, overrides:
     result: dict[str, Any] = {
         "mode": "quick" if quick else "full", "overrides": overrides, "bench": opts, "config": cfg.to_dict(),
         "environment": {**environment(), "cpu": _cpu_name(), "load_average_start": os.getloadavg()},
+        "cpu_bf16": cpu_has_bf16(),
         "packages": package_versions(), "git": git_state(),
     }
     splits = bench_splits(cfg)
@@ -79,27 +81,31 @@ def _bench(cfg: Config, opts: dict[str, Any], quick: bool, out: Path, overrides:
         prompts = eval_prompts(setup, splits.test)
         nulls = [[setup.template.prompt_ids(ex.context, None)] for ex in splits.test for _ in setup.labels]  # guidance's negatives
         del setup
+    ratios: dict[str, Any] = {}
+    result["ratios"] = ratios  # each: median, min, max and every run's ratio; the top-level figure is the median
     if "train" in parts:
-        m, result["train"] = bench_train(cfg, train_enc, device, opts["repeats"])
-        result["train_speedup"] = ratio(result["train"], "tokens_per_s", "ctrldial", "hf_trainer")
+        m, result["train"] = bench_train(cfg, train_enc, device, opts["repeats"], opts["baseline_bf16"])
+        ratios["train_speedup"] = ratio(result["train"], "tokens_per_s", "ctrldial", "hf_trainer")
+        ratios["train_speedup_auto"] = ratio(result["train"], "tokens_per_s", "ctrldial_auto" if "ctrldial_auto" in result["train"] else "ctrldial", "hf_trainer")
         seconds["train"], clock = time.perf_counter() - clock, time.perf_counter()
     if "generate" in parts:
         if m is None:  # training skipped: an untrained adapter
             set_seed(cfg.train.seed)
             m = method_model(cfg, device, len(train_enc))
         result["generate"] = bench_generate(m, prompts, opts["repeats"], opts["variants"], nulls)
-        result["guidance_overhead"] = result["generate"]["guidance"]["guidance_overhead"]
-        result["generate_speedup"] = ratio(result["generate"], "responses_per_s", "ctrldial", "hf_per_example")
+        ratios["guidance_overhead"] = result["generate"]["guidance"]["overhead"]
+        ratios["generate_speedup"] = ratio(result["generate"], "responses_per_s", "ctrldial", "hf_per_example")
         result["generate_identical_share"] = result["generate"]["identical_share"]
         seconds["generate"], clock = time.perf_counter() - clock, time.perf_counter()
     del m
     if "score" in parts:
         result["score"] = bench_score(cfg, splits.corpus, opts["score_texts"], opts["repeats"])
-        result["score_speedup"] = ratio(result["score"], "utterances_per_s", "ctrldial", "hf_pipeline")
+        ratios["score_speedup"] = ratio(result["score"], "utterances_per_s", "ctrldial", "hf_pipeline")
         seconds["score"], clock = time.perf_counter() - clock, time.perf_counter()
     if "memory" in parts:
         result["memory"] = bench_memory(cfg, opts["methods"], opts["memory_steps"], opts["threads"])
         seconds["memory"] = time.perf_counter() - clock
+    result.update({name: r["median"] for name, r in ratios.items()})
     result["environment"]["load_average_end"] = os.getloadavg()
     result["wall_seconds"] = time.perf_counter() - started
     write_json(out / "bench.json", result)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import statistics
 import time
 from typing import Any
 
 import torch
 
 from ctrldial.batching import length_sorted_batches
-from ctrldial.bench.timing import alternate, summary
+from ctrldial.bench.timing import alternate, ratio, summary
 from ctrldial.config import GenerateConfig
 from ctrldial.generate import generate_ids, hf_generate_batch, uses_greedy_loop
 from ctrldial.loaded import Loaded, ready_to_generate
@@ -36,7 +35,7 @@ def hf_per_example(model, prompts: list[list[int]], cfg: GenerateConfig, eos_id:
 def bench_guidance(model, prompts: list[list[int]], negatives: list[list[list[int]]], cfg: GenerateConfig, eos_id: int, pad_id: int,
                    repeats: int) -> dict[str, Any]:
     """Classifier-free guided generation (null-label negatives, scale 2) against unguided, same prompts and batch size,
-    alternately: ``guidance_overhead`` = guided seconds / unguided seconds (ratio of median rates)."""
+    alternately: ``guidance_overhead`` = guided seconds / unguided seconds (median over the pairs of runs)."""
     guided_cfg = dataclasses.replace(cfg, guidance_scale=2.0)
 
     def rate(c, negs):
@@ -47,8 +46,10 @@ def bench_guidance(model, prompts: list[list[int]], negatives: list[list[list[in
         return run
 
     plain, guided = alternate(rate(cfg, None), rate(guided_cfg, negatives), repeats)
-    return {"unguided": summary(plain, "responses_per_s"), "guided": summary(guided, "responses_per_s"), "guidance_scale": 2.0,
-            "guidance_overhead": statistics.median(plain) / statistics.median(guided)}
+    result = {"unguided": summary(plain, "responses_per_s"), "guided": summary(guided, "responses_per_s"), "guidance_scale": 2.0}
+    result["overhead"] = ratio(result, "responses_per_s", "unguided", "guided")  # guided seconds / unguided seconds
+    result["guidance_overhead"] = result["overhead"]["median"]
+    return result
 
 
 def bench_generate(m: Loaded, prompts: list[list[int]], repeats: int, variants: bool,

@@ -14,14 +14,14 @@ from ctrldial.loaded import Loaded, apply_method, prepare
 from ctrldial.train import train_steps
 
 SIZES = {
-    # quick: under 5 minutes on 2 cores
+    # quick: under 10 minutes on 2 cores; 3 repeats, so two quick runs on one idle machine agree
     "quick": {
         "config": {"train": {"max_steps": 6}, "data": {"max_eval_examples": 10}, "classifier": {"max_steps": 8}},
-        "bench": {"repeats": 1, "score_texts": 256, "memory_steps": 1, "variants": False},
+        "bench": {"repeats": 3, "score_texts": 256, "memory_steps": 1, "variants": False},
     },
     "full": {
         "config": {"train": {"max_steps": 30}, "data": {"max_eval_examples": 50}, "classifier": {"max_steps": 40}},
-        "bench": {"repeats": 2, "score_texts": 2000, "memory_steps": 3, "variants": True},
+        "bench": {"repeats": 3, "score_texts": 2000, "memory_steps": 3, "variants": True},
     },
 }
 BENCH_DEFAULTS: dict[str, Any] = {
@@ -30,6 +30,7 @@ BENCH_DEFAULTS: dict[str, Any] = {
     "score_texts": 256,  # utterances the classifiers score
     "memory_steps": 2,  # training steps per method in the memory probe
     "variants": False,  # also time naive batched HF generate and ctrldial under bf16 autocast
+    "baseline_bf16": False,  # give the Trainer baseline bf16=True (then train_speedup compares bf16 with bf16)
     "methods": ["zero_shot", "full", "lora", "prefix", "prompt", "p_tuning", "ia3"],
     "parts": ["train", "generate", "score", "memory"],
 }

@@ -20,12 +20,15 @@ def alternate(a: Callable[[], float], b: Callable[[], float], repeats: int, extr
 
 
 def summary(rates: list[float], unit: str) -> dict[str, Any]:
-    """The median rate (what the tables show) and every run's rate."""
-    return {unit: statistics.median(rates), "runs": rates}
+    """The median rate (what the tables show), its min and max, and every run's rate."""
+    return {unit: statistics.median(rates), "min": min(rates), "max": max(rates), "runs": rates}
 
 
-def ratio(part: dict[str, Any], unit: str, ours: str, base: str) -> float:
-    return part[ours][unit] / part[base][unit]
+def ratio(part: dict[str, Any], unit: str, ours: str, base: str) -> dict[str, Any]:
+    """``ours``' rate over ``base``'s, run by run (the i-th of each ran side by side, so drift cancels):
+    the median of those ratios (the figure targets apply to), their min and max, and each one."""
+    runs = [a / b for a, b in zip(part[ours]["runs"], part[base]["runs"])]
+    return {"median": statistics.median(runs), "min": min(runs), "max": max(runs), "runs": runs}
 
 
 def steady_rate(ends: list[float], tokens: list[int]) -> float:

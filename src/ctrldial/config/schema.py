@@ -123,6 +123,12 @@ class TrainConfig:
     tracker: Literal["tensorboard", "wandb", "mlflow", "none"] = "tensorboard"
     group_by_length: bool = True
     """Length-grouped batches: fewer pad tokens, same examples per epoch."""
+    packing: bool = True
+    """Padding-free training: a micro-batch's examples packed end to end in rows, position ids restarting per
+    example, logits only where there is a target. Methods with virtual tokens (prefix, prompt, P-tuning) keep
+    padded batches."""
+    pack_tokens: int = 128
+    """Widest packed row (a longer example sets the width instead): attention costs a row's length squared."""
 
 
 @dataclass
@@ -236,6 +242,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.max_train_examples", lambda v: v is None or v > 0, "> 0 or null"),
     ("data.max_eval_examples", lambda v: v > 0, "> 0"),
     ("data.max_length", lambda v: v is None or v >= 8, ">= 8 or null"),
+    ("train.pack_tokens", lambda v: v >= 8, ">= 8 (128 is the default)"),
     ("data.label_dropout", lambda v: 0 <= v < 1, "in [0, 1) (0.1 is the usual value)"),
     ("generate.guidance_scale", lambda v: v >= 0, ">= 0 (1 = no guidance; 1.5 to 3 is the usual range)"),
     ("train.batch_size", lambda v: v > 0, "> 0 (try 8)"),
