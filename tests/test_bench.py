@@ -61,7 +61,9 @@ def test_bench_smoke(tmp_path, dd_dir, tiny_encoder):
     # head, 3 parts (+ training at the default precision), 2 variants, guidance; the machine line; head and 1
     # method of the memory table
     train_rows = 2 if on_disk["cpu_bf16"] else 1
-    assert len(format_table(on_disk).splitlines()) == (2 + train_rows + 2 + 2 + 1) + 2 + 1 + (2 + 1)
+    assert len(format_table(on_disk).splitlines()) == (2 + train_rows + 2 + 2 + 1) + 2 + 2 + 1 + (2 + 1)
+    lim = on_disk["generate"]["limit"]  # the compute-bound limit beside the measurement
+    assert lim["limit_responses_per_s"] > 0 and 0 < lim["share_of_limit"] <= lim["share_of_decode_shaped_limit"] * 50
 
 
 def test_committed_bench_files_still_format():
@@ -113,3 +115,17 @@ def test_gpu_script_smoke(tmp_path):
     assert r["full"]["tokens_per_s"] > 0 and r["lora"]["tokens_per_s"] > 0
     assert r["lora"]["model_flops_per_token"] < r["full"]["model_flops_per_token"]  # no frozen-weight gradients
     assert "skipped" in r["qlora"] or r["qlora"]["peak_memory_mb"] > 0
+
+
+def test_generation_limit_counts_shared_prefixes_once_and_only_matrix_weights():
+    from ctrldial.bench.limit import distinct_prefix_tokens, matmul_params
+    from ctrldial.config import ModelConfig
+    from ctrldial.models import load_model
+
+    assert distinct_prefix_tokens([[1, 2, 3], [1, 2, 4], [5], [1, 2, 3]]) == 5  # 1 2 3, 4 after 1 2, 5
+    model = load_model(ModelConfig(name="tiny-gpt2"))
+    c = model.config
+    # per layer: qkv (d × 3d), attention output (d × d), MLP (d × inner, inner × d); then the tied vocabulary
+    # projection (counted, though it is the embedding table); the position table is not
+    d = c.n_embd
+    assert matmul_params(model) == c.n_layer * (4 * d * d + 2 * d * c.n_inner) + c.vocab_size * d

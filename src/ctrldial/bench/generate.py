@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ctrldial.batching import length_sorted_batches
+from ctrldial.bench.limit import generation_limit
 from ctrldial.bench.timing import alternate, ratio, summary
 from ctrldial.config import GenerateConfig
 from ctrldial.generate import generate_ids, hf_generate_batch, uses_greedy_loop
@@ -98,7 +99,9 @@ def bench_generate(m: Loaded, prompts: list[list[int]], repeats: int, variants: 
     if variants:
         for name, fn in (("hf_generate_batched", hf_batched), ("ctrldial_bf16_autocast", bf16_autocast)):
             extra[name] = {"responses_per_s": timed(name, fn)(), "identical_share": identical(name)}
+    limit = generation_limit(merged, prompts, outputs["ctrldial"], cfg.max_new_tokens, cfg.batch_size, summary(ours, "r")["r"])
     return {
+        "limit": limit,
         "prompts": len(prompts),
         "max_new_tokens": cfg.max_new_tokens,
         "batch_size": cfg.batch_size,

@@ -50,6 +50,14 @@ def format_table(r: dict[str, Any]) -> str:
         rows.append(f"| generation: classifier-free guided (γ = {g['guidance_scale']:g}, null label) | {g['guided']['responses_per_s']:.1f} | "
                     f"{g['unguided']['responses_per_s']:.1f} (ctrldial unguided) | guided costs {g['guidance_overhead']:.2f}× | |")
     text = "\n".join(rows)
+    lim = r.get("generate", {}).get("limit")
+    if lim:
+        text += (f"\n\nGeneration's compute-bound limit: {lim['gflops_per_response']:.2f} GFLOP per response "
+                 f"({lim['prefill_tokens']} distinct prefill + {lim['generated_tokens']} generated tokens × 2 × {lim['matmul_params'] / 1e6:.0f}M weights); "
+                 f"fp32 matmul peak {lim['peak_gflops_square']:.0f} GFLOP/s (square) and {lim['peak_gflops_decode_shaped']:.0f} GFLOP/s "
+                 f"(decode-shaped) allow {lim['limit_responses_per_s']:.1f} and {lim['limit_responses_per_s_decode_shaped']:.1f} responses/s; "
+                 f"measured {lim['measured_responses_per_s']:.1f} = {100 * lim['share_of_limit']:.0f}% and "
+                 f"{100 * lim['share_of_decode_shaped_limit']:.0f}% of them")
     if "cpu_bf16" in r:
         env = r["environment"]
         text += (f"\n\nMachine: {env.get('cpu')}, {env.get('cpu_count')} cores, bf16 native: {r['cpu_bf16']}, "
