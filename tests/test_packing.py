@@ -178,3 +178,20 @@ def test_packed_training_is_reproducible_and_matches_padded_training(tmp_path, d
 def test_methods_with_virtual_tokens_keep_padded_batches(tmp_path, dd_dir):
     rec = _run(dd_dir, tmp_path / "p", "method.name=prompt", "train.max_steps=2")
     assert not rec["train"]["packed"]
+
+
+def test_perplexity_packs_and_equals_the_padded_figure():
+    from ctrldial.scoring import perplexity
+
+    ex = _examples([23, 9, 41, 16, 30, 5, 12, 60, 33], seed=4)
+    data = sorted(ex, key=lambda e: len(e.input_ids))
+
+    def padded(model):
+        with torch.no_grad():
+            sums = [T.token_losses(model, T.collate(data[i : i + 4], PAD)) for i in range(0, len(data), 4)]
+        return float(torch.exp(sum(s for s, _ in sums) / sum(n for _, n in sums)))
+
+    model = _tiny_gpt2()
+    assert perplexity(model, ex, PAD, batch_size=4) == pytest.approx(padded(model), rel=1e-4)
+    leaky = _LeakyAttention(_tiny_gpt2()).eval()  # packed rows would mix its examples: it is scored on padded batches
+    assert perplexity(leaky, ex, PAD, batch_size=4) == pytest.approx(padded(leaky), rel=1e-6)

@@ -12,7 +12,8 @@ import torch
 from ctrldial.errors import UserError
 from ctrldial.metrics import TEXT_CI_KEYS, control_ci, control_metrics
 from ctrldial.record import GENERATIONS, RECORD, load_record, write_json, write_jsonl
-from ctrldial.train import collate, token_losses
+from ctrldial.greedy import is_prompt_learning
+from ctrldial.train import collate, pack, packing_agrees, token_losses
 
 NO_JUDGE = {"control_accuracy": None, "control_accuracy_gold": None, "control_accuracy_other": None, "per_label_accuracy": {}}
 """Control metrics of a run without a classifier: not measured."""
@@ -77,15 +78,21 @@ def corrected_metrics(judge, rows: list[dict[str, Any]], labels: list[str]) -> d
 
 
 @torch.inference_mode()
-def perplexity(model, encoded: list, pad_id: int, batch_size: int) -> float | None:
-    """exp(mean token loss) of the reference responses; virtual tokens take part as in training."""
+def perplexity(model, encoded: list, pad_id: int, batch_size: int, row_tokens: int = 256) -> float | None:
+    """exp(mean token loss) of the reference responses; virtual tokens take part as in training.
+
+    Packed rows of up to ``row_tokens`` (logits only at the targets), as in training, where the model has no
+    virtual tokens and a check on the first batch shows packed examples stay apart; padded batches otherwise.
+    """
     if not encoded:
         return None
     device = next(model.parameters()).device
     s = n = 0.0
     data = sorted(encoded, key=lambda e: len(e.input_ids))
+    packed = not is_prompt_learning(model) and packing_agrees(model, data[-8:], pad_id, row_tokens)
     for i in range(0, len(data), batch_size):
-        batch = {k: v.to(device) for k, v in collate(data[i : i + batch_size], pad_id).items()}
+        part = data[i : i + batch_size]
+        batch = {k: v.to(device) for k, v in (pack(part, pad_id, row_tokens) if packed else collate(part, pad_id)).items()}
         ls, nt = token_losses(model, batch)
         s, n = s + ls.item(), n + nt.item()
     return float(torch.exp(torch.tensor(s / max(n, 1))))

@@ -150,7 +150,7 @@ def _first_fit(lengths: list[int], budget: int) -> list[list[int]]:
 def pack(examples: list[Encoded], pad_id: int, row_tokens: int) -> dict[str, torch.Tensor]:
     """The examples end to end in rows of at most ``row_tokens`` tokens; position ids restart at 0 for each.
 
-    Of the row widths from the longest example up to ``row_tokens``, the one computing the fewest positions
+    Of about 17 row widths from the longest example up to ``row_tokens``, the one computing the fewest positions
     (rows × width; ties: the narrower) is used, so a packed batch never computes more than a padded one.
     Without an attention mask, transformers derives a block-diagonal causal mask from such position ids
     (``masking_utils.find_packed_sequence_indices``), so no example attends to another; a row's padding is a
@@ -159,7 +159,9 @@ def pack(examples: list[Encoded], pad_id: int, row_tokens: int) -> dict[str, tor
     SmolLM2-135M one row per batch of 8 trains slower than padded batches (benchmarks/speed/README.md).
     """
     lengths = [len(e.input_ids) for e in examples]
-    layouts = [_first_fit(lengths, b) for b in range(max(lengths), max(row_tokens, max(lengths)) + 1)]
+    longest = max(lengths)
+    widths = sorted({*range(longest, max(row_tokens, longest) + 1, max(1, (row_tokens - longest) // 16)), max(row_tokens, longest)})
+    layouts = [_first_fit(lengths, b) for b in widths]
     rows = min(layouts, key=lambda rows: len(rows) * max(sum(lengths[i] for i in r) for r in rows))  # first = narrowest
     used = [sum(lengths[i] for i in r) for r in rows]
     rows = [[examples[i] for i in r] for r in rows]
