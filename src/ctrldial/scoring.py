@@ -13,7 +13,7 @@ from ctrldial.errors import UserError
 from ctrldial.metrics import TEXT_CI_KEYS, control_ci, control_metrics
 from ctrldial.record import GENERATIONS, RECORD, load_record, write_json, write_jsonl
 from ctrldial.greedy import is_prompt_learning
-from ctrldial.train import collate, pack, packing_agrees, token_losses
+from ctrldial.train import batcher, token_losses
 
 NO_JUDGE = {"control_accuracy": None, "control_accuracy_gold": None, "control_accuracy_other": None, "per_label_accuracy": {}}
 """Control metrics of a run without a classifier: not measured."""
@@ -89,10 +89,9 @@ def perplexity(model, encoded: list, pad_id: int, batch_size: int, row_tokens: i
     device = next(model.parameters()).device
     s = n = 0.0
     data = sorted(encoded, key=lambda e: len(e.input_ids))
-    packed = not is_prompt_learning(model) and packing_agrees(model, data[-8:], pad_id, row_tokens)
+    _, to_batch = batcher(model, data[-8:], pad_id, row_tokens, packable=not is_prompt_learning(model))
     for i in range(0, len(data), batch_size):
-        part = data[i : i + batch_size]
-        batch = {k: v.to(device) for k, v in (pack(part, pad_id, row_tokens) if packed else collate(part, pad_id)).items()}
+        batch = {k: v.to(device) for k, v in to_batch(data[i : i + batch_size]).items()}
         ls, nt = token_losses(model, batch)
         s, n = s + ls.item(), n + nt.item()
     return float(torch.exp(torch.tensor(s / max(n, 1))))

@@ -64,7 +64,7 @@ class TrainResult:
     packed: bool = False
     """Trained on packed rows (``train.packing`` and a method without virtual tokens)."""
     padding_share: float = 0.0
-    """Share of the positions computed that were padding (this process; 0 when packed)."""
+    """Share of the positions computed that were padding (this process; packed rows pad only their ends)."""
     rank_batch_digests: list[str] = field(default_factory=list)
     """Per process, a digest of the batches it trained on: data parallelism must give each its own."""
     rank_weight_checksums: list[float] = field(default_factory=list)
@@ -162,9 +162,9 @@ def pack(examples: list[Encoded], pad_id: int, row_tokens: int) -> dict[str, tor
     longest = max(lengths)
     widths = sorted({*range(longest, max(row_tokens, longest) + 1, max(1, (row_tokens - longest) // 16)), max(row_tokens, longest)})
     layouts = [_first_fit(lengths, b) for b in widths]
-    rows = min(layouts, key=lambda rows: len(rows) * max(sum(lengths[i] for i in r) for r in rows))  # first = narrowest
-    used = [sum(lengths[i] for i in r) for r in rows]
-    rows = [[examples[i] for i in r] for r in rows]
+    layout = min(layouts, key=lambda rows: len(rows) * max(sum(lengths[i] for i in r) for r in rows))  # first = narrowest
+    used = [sum(lengths[i] for i in r) for r in layout]
+    rows = [[examples[i] for i in r] for r in layout]
     width = max(used)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
@@ -216,8 +216,8 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
 def packing_agrees(model, examples: list[Encoded], pad_id: int, row_tokens: int, rtol: float = 1e-4) -> bool:
     """Do these examples packed in rows lose what they lose in a padded batch (fp32, eval mode)?
 
-    Checked once before training, because a model whose attention ignores packed position ids (an older or
-    custom architecture) would silently let packed examples attend to each other.
+    Checked before packing (``batcher``), because a model whose attention ignores packed position ids (an older
+    or custom architecture) would silently let packed examples attend to each other.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -228,6 +228,17 @@ def packing_agrees(model, examples: list[Encoded], pad_id: int, row_tokens: int,
         return bool(torch.isclose(packed, padded, rtol=rtol, atol=1e-4))
     finally:
         model.train(was_training)
+
+
+def batcher(model, probe: list[Encoded], pad_id: int, row_tokens: int, packable: bool) -> tuple[bool, Callable]:
+    """(packed?, examples → batch): packed rows where the method allows them (``packable``) and this model keeps
+    packed examples apart (``packing_agrees`` on ``probe``), else padded batches, with a warning when packing was
+    wanted but the model failed the check."""
+    packed = packable and packing_agrees(model, probe, pad_id, row_tokens)
+    if packable and not packed:
+        warnings.warn("train.packing: this model lets packed examples attend to each other (its attention ignores "
+                      "packed position ids); using padded batches instead", stacklevel=3)
+    return packed, (lambda b: pack(b, pad_id, row_tokens)) if packed else (lambda b: collate(b, pad_id))
 
 
 @torch.no_grad()
@@ -297,11 +308,7 @@ def _train(model, train_data, valid_data, cfg: TrainConfig, lr: float, pad_id: i
 
     sampler = EpochBatches([len(e.input_ids) for e in train_data], cfg.batch_size, cfg.seed, cfg.group_by_length)
     first = [train_data[i] for i in next(iter(sampler))]
-    packed = packable and cfg.packing and packing_agrees(model, first, pad_id, cfg.pack_tokens)
-    if packable and cfg.packing and not packed:
-        warnings.warn("train.packing: this model lets packed examples attend to each other (its attention ignores "
-                      "packed position ids); training on padded batches instead", stacklevel=2)
-    to_batch = (lambda b: pack(b, pad_id, cfg.pack_tokens)) if packed else (lambda b: collate(b, pad_id))
+    packed, to_batch = batcher(model, first, pad_id, cfg.pack_tokens, packable and cfg.packing)
     loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=to_batch)
     valid_sorted = sorted(valid_data, key=lambda e: len(e.input_ids))  # sorted: least padding, fixed order
     vloader = DataLoader(valid_sorted, batch_size=cfg.batch_size * 2, collate_fn=to_batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import statistics
 import time
 from typing import Any
 
@@ -99,7 +100,7 @@ def bench_generate(m: Loaded, prompts: list[list[int]], repeats: int, variants: 
     if variants:
         for name, fn in (("hf_generate_batched", hf_batched), ("ctrldial_bf16_autocast", bf16_autocast)):
             extra[name] = {"responses_per_s": timed(name, fn)(), "identical_share": identical(name)}
-    limit = generation_limit(merged, prompts, outputs["ctrldial"], cfg.max_new_tokens, cfg.batch_size, summary(ours, "r")["r"])
+    limit = generation_limit(merged, prompts, outputs["ctrldial"], cfg.max_new_tokens, cfg.batch_size, statistics.median(ours))
     return {
         "limit": limit,
         "prompts": len(prompts),
