@@ -75,6 +75,37 @@ def test_eval_with_guidance_and_labels(judged_lora, tmp_path):
     assert [r["generation"] for r in p] != [r["generation"] for r in g]  # guidance changed the decoding
 
 
+def test_eval_record_pairs_with_the_run_and_reports_like_one(judged_lora, tmp_path):
+    """--record on the run's own contexts (contexts_of_run): a record that report and rescore read, rows that pair
+    with the run's, the decoding in its config and the training kept."""
+    from ctrldial.evaluation import contexts_of_run
+    from ctrldial.metrics import paired_bootstrap
+    from ctrldial.record import write_jsonl
+    from ctrldial.reporting import find_runs, group_runs
+
+    contexts = tmp_path / "own.jsonl"
+    write_jsonl(contexts, contexts_of_run(judged_lora))
+    out = tmp_path / "runs" / "guided"
+    main(["eval", str(judged_lora), "--contexts", str(contexts), "--out", str(out), "--record", "--set", "generate.guidance_scale=3"])
+    run_rec = json.loads((judged_lora / "record.json").read_text())
+    rec = json.loads((out / "record.json").read_text())
+    res = json.loads((out / "metrics.json").read_text())
+    assert rec["status"] == "ok" and rec["config"]["generate"]["guidance_scale"] == 3
+    assert rec["metrics"]["control_accuracy"] == res["metrics"]["control_accuracy"]
+    assert rec["metrics"]["ci"]["control_accuracy"] == res["metrics"]["ci"]["control_accuracy"]
+    assert rec["metrics"]["perplexity"] == run_rec["metrics"]["perplexity"] and rec["train"] == run_rec["train"]
+    assert rec["eval"]["run"] == str(judged_lora) and rec["config_hash"] != run_rec["config_hash"]
+    paired = paired_bootstrap(_rows(out), _rows(judged_lora), ACTS)  # every response has its partner
+    assert paired["difference"] == pytest.approx(res["metrics"]["control_accuracy"] - run_rec["metrics"]["control_accuracy"])
+    plain = tmp_path / "runs" / "plain"
+    plain.mkdir()
+    for name in ("record.json", "generations.jsonl"):
+        (plain / name).write_bytes((judged_lora / name).read_bytes())
+    rows = group_runs([r for r in find_runs(tmp_path / "runs") if r.record.get("status") == "ok"])
+    assert sorted([run.folder for run in r.runs] for r in rows) == [["guided"], ["plain"]]  # one row per decoding
+    assert any(r.variant.startswith("guidance_scale=") for r in rows)
+
+
 @pytest.mark.parametrize("line, message", [
     ("not json", "not valid JSON"),
     ('{"context": "one string"}', "must be a list"),

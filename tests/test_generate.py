@@ -138,3 +138,26 @@ def test_unmerged_lora_uses_greedy_loop_and_matches(prompts, eos_and_reference, 
     assert generate_ids(model, prompts, cfg, eos, PAD) == unbatched(model, prompts, eos, cfg)
     merged = model.merge_and_unload()
     assert generate_ids(merged, prompts, cfg, eos, PAD) == unbatched(merged, prompts, eos, cfg)
+
+
+def test_prefill_projects_a_contiguous_last_position_and_heads_skip_the_projection(model, random_adapter):
+    """The lm_head sees a contiguous input inside contiguous_lm_head (a plain matrix product, not a batched one
+    against the expanded vocabulary matrix), the same logits, and no hook is left behind; heads run the backbone."""
+    from ctrldial.greedy import backbone, contiguous_lm_head
+
+    head = model.get_output_embeddings()
+    seen = []
+    probe = head.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous()))
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
+    try:
+        plain = model(input_ids=ids, logits_to_keep=1).logits
+        hooks = len(head._forward_pre_hooks)
+        with contiguous_lm_head(model):
+            assert len(head._forward_pre_hooks) == hooks + 1
+            fixed = model(input_ids=ids, logits_to_keep=1).logits
+    finally:
+        probe.remove()
+    assert seen == [False, True]  # the contiguity hook runs first
+    assert torch.allclose(plain, fixed, atol=1e-6) and len(head._forward_pre_hooks) == 0
+    assert type(backbone(model)).__name__ == "GPT2Model"
+    assert backbone(random_adapter("lora")) is None  # a PeftModel: the full model runs

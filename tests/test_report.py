@@ -152,3 +152,17 @@ def test_second_judge_columns_intervals_and_disagreement_flag(tmp_path):
     assert "⚠ judges disagree (ngram)" in prefix  # 0.37–0.43 vs 0.66–0.74
     rows = {r["method"]: r for r in csv.DictReader((tmp_path / "report" / "results.csv").open())}
     assert float(rows["prefix"]["control_accuracy_ngram_mean"]) == 0.7 and float(rows["lora"]["control_accuracy_ci_low"]) == 0.47
+
+
+@pytest.mark.parametrize("others, tau", [((0.6, 0.5, 0.4, 0.3), 1.0), ((0.3, 0.4, 0.5, 0.6), -1.0), ((0.6, 0.5, 0.3, 0.4), 2 / 3)])
+def test_kendall_tau_between_the_judges_rankings(tmp_path, others, tau):
+    """The report states how alike two judges rank the rows: τ-b over the rows' mean control accuracies."""
+    methods, primary = ("lora", "prefix", "prompt", "ia3"), (0.5, 0.45, 0.4, 0.35)
+    for method, control, other in zip(methods, primary, others):
+        folder = fake_run(tmp_path, method, method, control=control)
+        rec = json.loads((folder / "record.json").read_text())
+        rec["judges"] = {"ngram": {"path": "j2", "metrics": {"control_accuracy": other}}}
+        (folder / "record.json").write_text(json.dumps(rec))
+    report(tmp_path)
+    md = (tmp_path / "report" / "results.md").read_text()
+    assert f"primary judge against ngram: Kendall τ = {tau:.2f} (4 rows" in md

@@ -89,11 +89,12 @@ def report(runs_dir: str | Path) -> Path:
 
 
 def evaluate(run_dir: str | Path, contexts: str | Path, out: str | Path, labels: list[str] | None = None,
-             overrides: list[str] | None = None) -> dict[str, Any]:
-    """A finished run on a contexts file (``{"context": [...]}`` per line): generations, judged, into ``out``."""
+             overrides: list[str] | None = None, record: bool = False) -> dict[str, Any]:
+    """A finished run on a contexts file (``{"context": [...]}`` per line): generations, judged, into ``out``
+    (``record``: also a ``record.json`` that ``report`` and ``rescore`` read)."""
     from ctrldial.evaluation import evaluate as _evaluate
 
-    return _evaluate(Path(run_dir), Path(contexts), Path(out), labels, overrides)
+    return _evaluate(Path(run_dir), Path(contexts), Path(out), labels, overrides, record)
 
 
 def rescore(run_dir: str | Path, classifier: str | Path, name: str | None = None, unsure_below: float = 0.0) -> dict[str, Any]:

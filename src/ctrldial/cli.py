@@ -82,7 +82,7 @@ def cmd_eval(args) -> None:
     from ctrldial import api
     from ctrldial.evaluation import format_eval
 
-    result = api.evaluate(args.run_dir, args.contexts, args.out, labels=args.labels, overrides=args.overrides)
+    result = api.evaluate(args.run_dir, args.contexts, args.out, labels=args.labels, overrides=args.overrides, record=args.record)
     print(format_eval(result))
     print(f"written: {Path(args.out) / 'generations.jsonl'}, {Path(args.out) / 'metrics.json'}")
 
@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", metavar="LABEL", help="ask only for these labels (default: every label of the run)")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="decoding on top of the run's config, e.g. --set generate.guidance_scale=2")
+    p.add_argument("--record", action="store_true",
+                   help="also write record.json (the run's record with this decoding and these metrics) for report and rescore")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("rescore", help="judge finished runs' generations again with another classifier")

@@ -8,6 +8,12 @@ The output folder gets ``generations.jsonl`` (one row per context × label, as a
 ``metrics.json`` (the same control metrics as a run's record, with the run, the contexts file, the decoding
 and the seconds it took). Decoding options (``generate.guidance_scale``, ``generate.num_candidates`` …) come
 from ``--set`` on top of the run's own config.
+
+A context line may also carry ``turn``: with ``id`` set to the run's ``dialogue_id``, the rows pair with the run's own
+(``metrics.paired_bootstrap`` keys responses by dialogue id, turn and context). ``contexts_of_run`` writes such a
+file from a run's generations. With ``record=True`` the folder also gets ``record.json``: the run's record with the
+decoding of this eval in its config and this eval's metrics, so ``ctrldial report`` and ``ctrldial rescore`` read an
+eval (one trained model decoded another way) as they read a run. It says where it came from (``eval.run``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 from ctrldial.config import flat_config
 from ctrldial.errors import UserError, check_label
 from ctrldial.fluency import generation_perplexity
-from ctrldial.record import GENERATIONS, jsonl_objects, recorded_labels, write_json, write_jsonl
+from ctrldial.record import GENERATIONS, RECORD, jsonl_objects, load_record, recorded_labels, write_json, write_jsonl
 
 METRICS_FILE = "metrics.json"
 
@@ -43,8 +49,18 @@ def read_contexts(path: Path, labels: list[str]) -> list[dict[str, Any]]:
     return items
 
 
+def contexts_of_run(run_dir: Path) -> list[dict[str, Any]]:
+    """The distinct contexts a run generated for, as contexts-file lines that pair with the run's rows."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for _, row in jsonl_objects(Path(run_dir) / GENERATIONS, '{"context": ["Hi!"], "generation": "..."}'):
+        key = (row.get("dialogue_id"), row.get("turn"), tuple(row["context"]))
+        seen.setdefault(key, {"id": row.get("dialogue_id"), "turn": row.get("turn"), "context": row["context"],
+                              "reference": row.get("reference"), "reference_label": row.get("reference_label")})
+    return list(seen.values())
+
+
 def evaluate(run_dir: Path, contexts_file: Path, out: Path, labels: list[str] | None = None,
-             overrides: list[str] | None = None) -> dict[str, Any]:
+             overrides: list[str] | None = None, record: bool = False) -> dict[str, Any]:
     """Generate for every (context, label) of ``contexts_file`` with the run of ``run_dir``, judge, write ``out``."""
     from ctrldial.loaded import reload
     from ctrldial.pipeline import score_generations
@@ -63,7 +79,7 @@ def evaluate(run_dir: Path, contexts_file: Path, out: Path, labels: list[str] | 
     texts = m.respond([(tuple(it["context"]), lab) for it, lab in pairs], progress=True)
     seconds = time.perf_counter() - t0
     rows = [
-        {**{k: v for k, v in it.items() if k not in ("id", "context")}, "dialogue_id": it["id"], "turn": None,
+        {**{k: v for k, v in it.items() if k not in ("id", "context")}, "dialogue_id": it["id"], "turn": it.get("turn"),
          "context": it["context"], "requested": lab, "reference": it.get("reference"), "reference_label": it.get("reference_label"),
          "generation": text}
         for (it, lab), text in zip(pairs, texts)
@@ -85,7 +101,24 @@ def evaluate(run_dir: Path, contexts_file: Path, out: Path, labels: list[str] | 
     }
     write_jsonl(out / GENERATIONS, rows)
     write_json(out / METRICS_FILE, result)
+    if record:
+        write_json(out / RECORD, _as_record(run_dir, m.cfg, result))
     return result
+
+
+def _as_record(run_dir: Path, cfg, result: dict[str, Any]) -> dict[str, Any]:
+    """The run's record, decoded as this eval decoded: its config with the overrides, this eval's metrics and speed.
+
+    What the decoding does not change is kept: training, cost of training, and the reference perplexity (the
+    same trained weights score the same references)."""
+    rec = load_record(run_dir)
+    kept = {k: v for k, v in (rec.get("metrics") or {}).items() if k == "perplexity"}
+    cost = {**(rec.get("cost") or {}), "generate_seconds": result["generate_seconds"],
+            "responses_per_second": result["responses_per_second"]}
+    rec.pop("judges", None)  # extra judges scored the run's generations, not these: `ctrldial rescore` them again
+    return {**rec, "config": cfg.to_dict(), "config_hash": cfg.fingerprint(), "metrics": {**result["metrics"], **kept},
+            "cost": cost, "warnings": result["warnings"], "judge": result["judge"],
+            "eval": {"run": result["run"], "contexts_file": result["contexts_file"], "overrides": result["overrides"]}}
 
 
 def format_eval(result: dict[str, Any]) -> str:

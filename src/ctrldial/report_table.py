@@ -21,6 +21,28 @@ def judges_of(runs: list) -> list[str]:
     return seen
 
 
+def judge_rank_agreement(rows: list[Row], judges: list[str]) -> list[dict[str, Any]]:
+    """Per extra judge, Kendall's τ-b between the rows' rankings by mean control accuracy under the primary judge and
+    under that judge (rows both judges scored; τ needs 3 of them). A τ near 1: the judges rank the methods alike."""
+    from scipy.stats import kendalltau
+
+    primary = METRICS[0]
+    out = []
+    for name in judges:
+        other = judge_metrics(name)[0]
+        pairs = [(statistics.fmean(a), statistics.fmean(b)) for row in rows
+                 if (a := row.values(primary.get)) and (b := row.values(other.get))]
+        if len(pairs) >= 3:
+            res = kendalltau(*zip(*pairs))
+            out.append({"judge": name, "tau": float(res.statistic), "p_value": float(res.pvalue), "rows": len(pairs)})
+    return out
+
+
+def rank_agreement_text(agreement: list[dict[str, Any]]) -> str:
+    return "; ".join(f"the rows' ranking by control accuracy, primary judge against {a['judge']}: Kendall τ = {a['tau']:.2f} "
+                     f"({a['rows']} rows, p = {a['p_value']:.2g})" for a in agreement)
+
+
 def columns(labels: list[str], judges: list[str] = ()) -> list[Metric]:
     """Every metric of the table and the CSV, in order: METRICS, the per-label ones and each extra judge's where they belong."""
     cols = []

@@ -22,7 +22,8 @@ from ctrldial.errors import UserError
 from ctrldial.metrics import paired_bootstrap_seeds
 from ctrldial.naming import format_value, short_key
 from ctrldial.record import GENERATIONS, RECORD, metric, per_label_metric, write_atomic
-from ctrldial.report_table import judges_of, markdown_table, reading, row_interval, table
+from ctrldial.report_table import (judge_rank_agreement, judges_of, markdown_table, rank_agreement_text, reading, row_interval,
+                                   table)
 from ctrldial.report_html import CSS, gallery_html, html_table, img
 
 REPORT_DIR = "report"
@@ -318,6 +319,7 @@ def report(dir: Path) -> Path:
     versus = compare_with_best(rows, labels)
     header, cells, csv_rows = table(rows, labels, judges_of(ok), versus)
     best = next((v["best"] for v in versus if v), None)
+    ranks = rank_agreement_text(judge_rank_agreement(rows, judges_of(ok)))
     against = (f"Every row against the best, {best}: its control accuracy minus the best's on the same test contexts "
                "(paired bootstrap, 95% interval); ≈ best: not distinguishable from it.") if best else ""
 
@@ -334,6 +336,7 @@ def report(dir: Path) -> Path:
     md += [f"> {n}\n" for n in notes]
     if rows:
         md += ["\n## Comparison (mean ± std over seeds)\n\n", f"{against}\n\n" if against else "", markdown_table(header, cells)]
+        md += [f"\nJudges: {ranks}.\n"] if ranks else []
     problem_header = ["run", "model", "method", "status", "error"]
     problem_cells = [[r.folder, str(r.flat.get("model.name")), str(r.flat.get("method.name")), r.status, _error_line(r)] for r in failed]
     problem_cells += [[r.folder, str(r.flat.get("model.name")), str(r.flat.get("method.name")), r.status, "interrupted or still running"]
@@ -368,6 +371,7 @@ def report(dir: Path) -> Path:
     if rows:
         h += [f"<h2>Comparison</h2><p class=muted>mean ± std over seeds [95% interval over test contexts]; one row per model × method. "
               f"{html.escape(against)}</p>", html_table(header, cells, 3)]
+        h += [f"<p>Judges: {html.escape(ranks)}.</p>"] if ranks else []
     for title, path in figures:
         h += [f"<h2>{html.escape(title)}</h2>", img(path, title)]
     items = gallery(rows)

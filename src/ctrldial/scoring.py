@@ -13,6 +13,7 @@ from ctrldial.errors import UserError
 from ctrldial.metrics import TEXT_CI_KEYS, control_ci, control_metrics
 from ctrldial.record import GENERATIONS, RECORD, load_record, write_json, write_jsonl
 from ctrldial.greedy import is_prompt_learning
+from ctrldial.packed import packed_linears
 from ctrldial.train import batcher, token_losses
 
 NO_JUDGE = {"control_accuracy": None, "control_accuracy_gold": None, "control_accuracy_other": None, "per_label_accuracy": {}}
@@ -90,10 +91,11 @@ def perplexity(model, encoded: list, pad_id: int, batch_size: int, row_tokens: i
     s = n = 0.0
     data = sorted(encoded, key=lambda e: len(e.input_ids))
     _, to_batch = batcher(model, data[-8:], pad_id, row_tokens, packable=not is_prompt_learning(model))
-    for i in range(0, len(data), batch_size):
-        batch = {k: v.to(device) for k, v in to_batch(data[i : i + batch_size]).items()}
-        ls, nt = token_losses(model, batch)
-        s, n = s + ls.item(), n + nt.item()
+    with packed_linears(model):
+        for i in range(0, len(data), batch_size):
+            batch = {k: v.to(device) for k, v in to_batch(data[i : i + batch_size]).items()}
+            ls, nt = token_losses(model, batch)
+            s, n = s + ls.item(), n + nt.item()
     return float(torch.exp(torch.tensor(s / max(n, 1))))
 
 

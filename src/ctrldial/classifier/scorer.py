@@ -23,8 +23,10 @@ def batched_probs(model, features: list[dict[str, list[int]]], pad_id: int, batc
     """Softmax probabilities for encoded inputs, in their order: length-sorted batches, no gradient."""
     import torch
 
+    from ctrldial.packed import packed_linears
+
     probs = torch.empty((len(features), model.config.num_labels))
-    with torch.inference_mode():
+    with torch.inference_mode(), packed_linears(model):
         for idx in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
             batch = pad_batch([features[i] for i in idx], pad_id)
             logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits
