@@ -39,3 +39,17 @@ def test_nothing_is_patched_with_gradients_autocast_hooks_or_other_dtypes():
     with torch.inference_mode(), packed_linears(net):
         assert ["forward" in m.__dict__ for m in net] == [False, True, False]
     hooked.remove()
+
+
+def test_a_call_under_autocast_or_on_another_dtype_takes_the_plain_product():
+    """A forward wrapped in autocast after the context opened (accelerate does that) keeps autocast's precision."""
+    net, x = _net(), torch.randn(2, 16)
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected = net(x)
+        with packed_linears(net):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                got = net(x)
+            with pytest.raises(RuntimeError, match="same dtype"):  # the plain product's own error, as without the context
+                net[0](x.bfloat16())
+    assert got.dtype == expected.dtype == torch.bfloat16 and torch.equal(got, expected)

@@ -3,7 +3,8 @@
 # 3 seeds, unguided and with null-label guidance (γ = 3), the same 100 test contexts × 4 acts, two judges.
 #
 #   DATA=../shared/data/dailydialog JUDGE=/path/judge-gen2 JUDGE2=/path/ngram-gen2 WORK=/tmp/definitive \
-#       bash benchmarks/definitive/run.sh QUEUE     # QUEUE = a or b: two queues share a 2-core CPU, one thread each
+#       bash benchmarks/definitive/run.sh QUEUE     # QUEUE = a … e: one worker per queue, one thread each, the
+#                                                   # queues' methods disjoint (on the 2-core CPU: 4 at a time)
 #   python benchmarks/definitive/collect.py $WORK  # after both queues: records → results/, report, tables
 #
 # Per method: `ctrldial tune` (3 trials of train.lr, log-uniform around the default, objective: guided control on
@@ -20,9 +21,12 @@ declare -A SPACE=(
   [lora]="loguniform(2e-4,5e-3)" [adalora]="loguniform(5e-4,2e-2)" [ia3]="loguniform(3e-3,1e-1)"
   [full]="loguniform(1e-5,3e-4)" [prefix]="loguniform(1e-3,5e-2)" [prompt]="loguniform(3e-3,1e-1)"
   [p_tuning]="loguniform(1e-3,5e-2)")
-case "${1:?queue a or b}" in
-  a) METHODS="lora full prefix zero_shot" ;;
-  b) METHODS="ia3 prompt p_tuning adalora" ;;
+case "${1:?queue a, b, c, d or e}" in
+  a) METHODS="lora full zero_shot" ;;
+  b) METHODS="ia3 prompt" ;;
+  c) METHODS="adalora" ;;
+  d) METHODS="prefix" ;;
+  e) METHODS="p_tuning" ;;
 esac
 
 final() {  # method config_file extra...
@@ -33,7 +37,7 @@ final() {  # method config_file extra...
     python $B/contexts.py $run > $run/contexts.jsonl
     local ug=$WORK/runs/$m-unguided/seed$seed
     [ -f $ug/record.json ] || ctrldial eval $run --contexts $run/contexts.jsonl --out $ug --record --set generate.guidance_scale=1
-    [ "$m" = zero_shot ] && [ $seed = 0 ] && break   # nothing trains: one seed is every seed
+    if [ "$m" = zero_shot ]; then break; fi   # nothing trains: one seed is every seed
   done
 }
 

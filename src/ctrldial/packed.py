@@ -8,7 +8,8 @@ layer once per step with a few dozen rows, so that re-arrangement is most of the
 not bit for bit (the greedy tests check the tokens; the bench reports the share identical to Hugging Face).
 
 Used only where nothing needs gradients (generation, perplexity, the judge's scoring) and never under autocast,
-whose precision the packed product would not follow. Without oneDNN, or on another device or dtype, the
+whose precision the packed product would not follow: not when the context opens under autocast, and not for a
+call made under it (a trained model's forward stays wrapped in accelerate's autocast) or on a non-fp32 input. Without oneDNN, or on another device or dtype, the
 context changes nothing.
 """
 
@@ -24,8 +25,12 @@ PACK_ROWS = 64
 """oneDNN's hint of the rows per product (it changes speed only; 14 to 256 rows run alike with 64)."""
 
 
-def _packed_forward(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+def _packed_forward(packed: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """The packed product; under autocast (a forward that accelerate wrapped in it) or for another input dtype, the
+    plain one, so the layer keeps autocast's precision."""
+    if x.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
+        return torch.nn.functional.linear(x, weight, bias)
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
 def available() -> bool:
@@ -59,7 +64,7 @@ def packed_linears(model: torch.nn.Module, enabled: bool = True):
                 continue
             packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), PACK_ROWS)
             bias = module.bias.detach() if module.bias is not None else None
-            module.forward = partial(_packed_forward, packed, bias)
+            module.forward = partial(_packed_forward, packed, w, bias)
             patched.append(module)
         yield
     finally:

@@ -18,6 +18,11 @@ from ctrldial.generate import generate_ids, hf_generate_batch, uses_greedy_loop
 from ctrldial.loaded import Loaded, ready_to_generate
 
 
+FAST_SIDE_RUNS = 3
+"""ctrldial's side of each pair is the median of this many back-to-back runs: a run takes a few seconds, and single
+runs of it varied by ±10% on an idle machine, more than the baseline's half-minute runs."""
+
+
 def hf_per_example(model, prompts: list[list[int]], cfg: GenerateConfig, eos_id: int, pad_id: int) -> list[list[int]]:
     """The first experiments' evaluation: ``model.generate`` once per example on the unmerged PEFT model.
 
@@ -67,15 +72,18 @@ def bench_generate(m: Loaded, prompts: list[list[int]], repeats: int, variants: 
     merged = ready.model
     outputs: dict[str, list] = {}
 
-    def timed(name, fn):
+    def timed(name, fn, times: int = 1):
         def run() -> float:
-            t = time.perf_counter()
-            outputs[name] = fn()
-            return len(prompts) / (time.perf_counter() - t)
+            rates = []
+            for _ in range(times):
+                t = time.perf_counter()
+                outputs[name] = fn()
+                rates.append(len(prompts) / (time.perf_counter() - t))
+            return statistics.median(rates)
         return run
 
     ours, base = alternate(
-        timed("ctrldial", lambda: generate_ids(merged, prompts, cfg, eos_id, pad_id)),
+        timed("ctrldial", lambda: generate_ids(merged, prompts, cfg, eos_id, pad_id), FAST_SIDE_RUNS),
         timed("baseline", lambda: hf_per_example(unmerged, prompts, cfg, eos_id, pad_id)),
         repeats, extra_a=True,
     )
