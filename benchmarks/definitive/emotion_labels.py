@@ -4,8 +4,8 @@
     python benchmarks/definitive/emotion_labels.py assemble --out benchmarks/definitive/labels-emotion.jsonl
 
 ``draw``: from every ``generations.jsonl`` under RUNS_DIR (the emotion runs, guided and unguided, all seeds),
-half uniformly at random and half stratified by the judge's verdict (equal counts per verdict, as many as a rare
-verdict has), without repeats, seed 0. ``blind.jsonl`` (id, context, response; what the labeller reads) and
+half uniformly at random and half stratified by the judge's verdict (equal counts per verdict the judge gives,
+as many as a rare verdict has), without repeats, seed 0. ``blind.jsonl`` (id, context, response; what the labeller reads) and
 ``key.jsonl`` (id → run, requested emotion, verdict, draw). Every item is held out: nothing trains on these.
 ``assemble`` joins the labeller's ``hand-labels.jsonl`` ({id, label, note}) with the key into the
 ``ctrldial judge agreement`` format.
@@ -18,7 +18,7 @@ import json
 import random
 from pathlib import Path
 
-EMOTIONS = ("no emotion", "anger", "disgust", "fear", "happiness", "sadness", "surprise")
+EMOTIONS = ("no_emotion", "anger", "disgust", "fear", "happiness", "sadness", "surprise")  # ctrldial's label names
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -30,8 +30,9 @@ def draw(runs: Path, out: Path, n_random: int, n_stratified: int, seed: int) -> 
             for g in sorted(runs.rglob("generations.jsonl")) for i, r in enumerate(read_jsonl(g)) if r["generation"].strip()]
     rng = random.Random(seed)
     picked = {i: "random" for i in rng.sample(range(len(rows)), n_random)}
-    per = n_stratified // len(EMOTIONS)
-    for emo in EMOTIONS:
+    verdicts = [emo for emo in EMOTIONS if any(r["predicted"] == emo for r in rows)]  # a verdict never given has no stratum
+    per = n_stratified // len(verdicts)
+    for emo in verdicts:
         pool = [i for i, r in enumerate(rows) if r["predicted"] == emo and i not in picked]
         picked.update((i, "stratified") for i in rng.sample(pool, min(per, len(pool))))
     items = list(picked)

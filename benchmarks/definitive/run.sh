@@ -21,12 +21,13 @@ declare -A SPACE=(
   [lora]="loguniform(2e-4,5e-3)" [adalora]="loguniform(5e-4,2e-2)" [ia3]="loguniform(3e-3,1e-1)"
   [full]="loguniform(1e-5,3e-4)" [prefix]="loguniform(1e-3,5e-2)" [prompt]="loguniform(3e-3,1e-1)"
   [p_tuning]="loguniform(1e-3,5e-2)")
-case "${1:?queue a, b, c, d or e}" in
+case "${1:?queue a, b, c, d, e or f}" in
   a) METHODS="lora full zero_shot" ;;
   b) METHODS="ia3 prompt" ;;
   c) METHODS="adalora" ;;
   d) METHODS="prefix" ;;
   e) METHODS="p_tuning" ;;
+  f) METHODS="zero_shot" ;;   # started while a still ran full: a then finds it done
 esac
 
 final() {  # method config_file extra...

@@ -1,6 +1,7 @@
 """The definitive benchmark's headline table, from the records under results/ (guided/ and unguided/).
 
     python benchmarks/definitive/table.py benchmarks/definitive/results   # → results/table.md, results/table.json
+    python benchmarks/definitive/table.py benchmarks/definitive/results/emotion --focus ""   # emotion: no per-label columns
 
 Per method: the tuned learning rate, control accuracy (mean ± seed std, mean 95% interval over contexts) under
 the validated judge and under the second judge, the paired comparison with the best method of the same decoding
@@ -10,9 +11,9 @@ guidance for the same trained weights (paired); and Kendall's τ between the two
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 from ctrldial.metrics import paired_bootstrap_seeds
@@ -37,7 +38,7 @@ def text(s: dict, digits: int = 3) -> str:
     return out + (f" [{s['ci'][0]:.{digits}f}, {s['ci'][1]:.{digits}f}]" if s.get("ci") else "")
 
 
-def decoding(folder: Path) -> dict:
+def decoding(folder: Path, focus: list[str]) -> dict:
     runs = [r for r in find_runs(folder) if r.status == "ok"]
     rows = group_runs(runs)
     labels = labels_of(runs)
@@ -48,7 +49,7 @@ def decoding(folder: Path) -> dict:
         out[row.method] = {
             "row": row, "lr": row.runs[0].flat.get("train.lr"), "control": summary(row, metric("control_accuracy")),
             "control_judge2": summary(row, other), "corrected": summary(row, metric("corrected_control_accuracy")),
-            "directive": summary(row, per_label_metric("directive")), "commissive": summary(row, per_label_metric("commissive")),
+            **{lab: summary(row, per_label_metric(lab)) for lab in focus},
             "generation_perplexity": summary(row, metric("generation_perplexity")),
             "train_seconds": summary(row, metric("train_seconds")), "versus": v,
         }
@@ -66,12 +67,16 @@ def versus_text(v) -> str:
 
 
 def main() -> None:
-    root = Path(sys.argv[1])
-    guided, unguided = decoding(root / "guided"), decoding(root / "unguided")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--focus", default="directive,commissive", help="labels shown on their own (comma-separated; '' for none)")
+    a = ap.parse_args()
+    root, focus = a.root, [f for f in a.focus.split(",") if f]
+    guided, unguided = decoding(root / "guided", focus), decoding(root / "unguided", focus)
     labels = guided["labels"]
-    lines = ["| method | tuned lr | seeds | control, guided γ=3 (judge-gen2) | vs best (paired) | control [ngram judge] | corrected "
-             "| directive | commissive | gen. ppl | control, unguided (judge-gen2) | vs best, unguided | unguided [ngram] | guidance gain (paired) | train s |",
-             "|" + "---|" * 15]
+    head = ["method", "tuned lr", "seeds", "control, guided γ=3", "vs best (paired)", f"[{JUDGE2} judge]", "corrected",
+            *focus, "gen. ppl", "control, unguided", "vs best, unguided", f"unguided [{JUDGE2}]", "guidance gain (paired)", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     table = {}
     order = sorted(guided["methods"], key=lambda k: -(guided["methods"][k]["control"]["mean"] or 0))
     for name in order:
@@ -82,16 +87,19 @@ def main() -> None:
             gain = paired_bootstrap_seeds([(read_generations(a), read_generations(b)) for a, b in pairs], labels)
         gain_text = f"{gain['difference']:+.3f} [{gain['ci'][0]:+.3f}, {gain['ci'][1]:+.3f}]" if gain else "n/a"
         lr = f"{g['lr']:.2g}" if g["lr"] and name != "zero_shot" else "–"
-        lines.append(f"| {name} | {lr} | {g['control']['seeds']} | {text(g['control'])} | {versus_text(g['versus'])} | "
-                     f"{text(g['control_judge2'])} | {text({**g['corrected'], 'ci': None})} | {text({**g['directive'], 'ci': None}, 2)} | "
-                     f"{text({**g['commissive'], 'ci': None}, 2)} | {text({**g['generation_perplexity'], 'ci': None}, 1)} | "
-                     f"{text(u['control']) if u else 'n/a'} | {versus_text(u['versus']) if u else 'n/a'} | "
-                     f"{text(u['control_judge2']) if u else 'n/a'} | {gain_text} | {text({**g['train_seconds'], 'ci': None}, 0)} |")
+        cells = [name, lr, str(g["control"]["seeds"]), text(g["control"]), versus_text(g["versus"]), text(g["control_judge2"]),
+                 text({**g["corrected"], "ci": None}), *(text({**g[lab], "ci": None}, 2) for lab in focus),
+                 text({**g["generation_perplexity"], "ci": None}, 1), text(u["control"]) if u else "n/a",
+                 versus_text(u["versus"]) if u else "n/a", text(u["control_judge2"]) if u else "n/a", gain_text,
+                 text({**g["train_seconds"], "ci": None}, 0)]
+        lines.append("| " + " | ".join(cells) + " |")
         table[name] = {"lr": g["lr"], "guided": {k: v for k, v in g.items() if k != "row"},
                        "unguided": {k: v for k, v in (u or {}).items() if k != "row"}, "guidance_gain": gain}
     taus = [f"{d}: Kendall τ = {t['tau']:.2f} over {t['rows']} methods (p = {t['p_value']:.2g})"
             for d, res in (("guided", guided), ("unguided", unguided)) for t in res["tau"]]
-    md = "\n".join(lines) + "\n\nRanking agreement, judge-gen2 against the ngram judge — " + "; ".join(taus) + ".\n"
+    md = "\n".join(lines) + "\n"
+    if taus:
+        md += f"\nRanking agreement, the primary judge against the {JUDGE2} judge — " + "; ".join(taus) + ".\n"
     (root / "table.md").write_text(md, encoding="utf-8")
     (root / "table.json").write_text(json.dumps({"methods": table, "tau": {"guided": guided["tau"], "unguided": unguided["tau"]}},
                                                 indent=1, default=str), encoding="utf-8")
