@@ -72,6 +72,7 @@ CONFIG_CASES = [
      "classifier.max_length must be >= 8 (64 covers almost every DailyDialog utterance); classifier.warmup_ratio must be in [0, 1)"),
     (["classifier", "train", "--out", "{tmp}/c", "--set", "classifier.context_turns=0"], "classifier.context_turns must be >= 1"),
     (["classifier", "train", "--out", "{tmp}/c", "--set", "classifier.label_smoothing=1"], "classifier.label_smoothing must be in [0, 1)"),
+    (["classifier", "train", "--out", "{tmp}/c", "--set", "classifier.class_weight_power=0"], "classifier.class_weight_power must be in (0, 2]"),
     (["data", "stats", "--config", "/no/such.yaml"], "config file /no/such.yaml not found"),
     (["run", "--out", "{tmp}/r", "--set", "model.name=dialogpt-smal", *TINY[2:]], "unknown model alias; did you mean dialogpt-small"),
     (["run", "--out", "{tmp}/r", *TINY, "--set", "method.name=prefix", "--set", "method.num_virtual_tokens=200",

@@ -65,6 +65,33 @@ def cmd_judge_agreement(args) -> None:
         print(f"written: {Path(args.out) / 'agreement.json'}")
 
 
+def cmd_judge_draw(args) -> None:
+    from ctrldial.handlabels import draw, pool, read_jsonl, write_draw
+
+    exclude = [k["source"] for f in args.exclude for k in read_jsonl(Path(f))]
+    rows = pool(Path(args.runs), exclude=exclude)
+    labels = _attribute_labels(args.attribute)
+    pairs = draw(rows, args.random, args.per_verdict, labels, args.seed, args.prefix, args.heldout_share)
+    write_draw(Path(args.out), pairs)
+    n_random = sum(k["draw"] == "random" for _, k in pairs)
+    print(f"{len(pairs)} responses drawn ({n_random} at random, {len(pairs) - n_random} by verdict) from {len(rows)}: "
+          f"label {Path(args.out) / 'blind.jsonl'} into hand-labels.jsonl, then `ctrldial judge join`")
+
+
+def cmd_judge_join(args) -> None:
+    from ctrldial.handlabels import join, write_jsonl
+
+    lines = join(Path(args.dir), _attribute_labels(args.attribute))
+    write_jsonl(Path(args.out), lines)
+    print(f"written: {args.out} ({len(lines)} labelled responses)")
+
+
+def _attribute_labels(attribute: str) -> tuple[str, ...]:
+    from ctrldial.data.corpus import ACTS, EMOTIONS
+
+    return {"act": ACTS, "emotion": EMOTIONS}[attribute]
+
+
 def cmd_run(args) -> None:
     from ctrldial import api
 
@@ -183,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also report coverage and agreement on the verdicts with confidence >= T (agreement.json always "
                         "lists a range of thresholds)")
     p.set_defaults(func=cmd_judge_agreement)
+    p = judge.add_parser("draw", help="draw generated responses to label by hand, blind (blind.jsonl) with their key (key.jsonl)")
+    p.add_argument("runs", help="a folder holding generations.jsonl files (runs, evals, a sweep), searched recursively")
+    p.add_argument("--out", required=True, help="folder for blind.jsonl and key.jsonl (never overwritten)")
+    p.add_argument("--random", type=int, default=100, help="responses drawn uniformly (default 100)")
+    p.add_argument("--per-verdict", type=int, default=25, help="then up to this many more per judge verdict (default 25)")
+    p.add_argument("--attribute", choices=("act", "emotion"), default="act", help="the labels (default act)")
+    p.add_argument("--exclude", action="append", default=[], metavar="KEY.jsonl", help="an earlier draw's key: its responses are not drawn again")
+    p.add_argument("--heldout-share", type=float, metavar="P", help="each item goes to the held-out part with chance P (key: part)")
+    p.add_argument("--prefix", default="d", help="item ids are PREFIX000, PREFIX001, … (default d)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_judge_draw)
+    p = judge.add_parser("join", help="join a draw's hand-labels.jsonl with its key: a labels file for `judge agreement`")
+    p.add_argument("dir", help="the draw folder (blind.jsonl, key.jsonl, hand-labels.jsonl)")
+    p.add_argument("--out", required=True, help="the labels JSONL to write")
+    p.add_argument("--attribute", choices=("act", "emotion"), default="act", help="the labels a hand label may be (default act)")
+    p.set_defaults(func=cmd_judge_join)
 
     p = sub.add_parser("run", help="train one method, generate for every label, score, write record.json")
     p.add_argument("--out", required=True, help="run folder")

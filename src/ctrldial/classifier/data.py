@@ -243,12 +243,13 @@ def check_contexts(path, texts: list[str], contexts) -> None:
         raise ValueError(f"{len(texts)} texts but {len(contexts)} contexts")
 
 
-def class_weights(examples: list[UtteranceExample], n_labels: int) -> list[float]:
-    """Inverse class frequency, N / (K · n_c): each class contributes equally to the loss (classifier.class_weights)."""
+def class_weights(examples: list[UtteranceExample], n_labels: int, power: float = 1.0) -> list[float]:
+    """Inverse class frequency, (N / (K · n_c)) ** power: at power 1 each class contributes equally to the loss
+    (classifier.class_weights, classifier.class_weight_power)."""
     from collections import Counter
 
     counts = Counter(ex.label for ex in examples)
-    return [len(examples) / (n_labels * max(counts[c], 1)) for c in range(n_labels)]
+    return [(len(examples) / (n_labels * max(counts[c], 1))) ** power for c in range(n_labels)]
 
 
 def step_budget(n_examples: int, batch_size: int, epochs: float, max_steps: int | None) -> tuple[int, int]:

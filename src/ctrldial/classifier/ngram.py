@@ -236,7 +236,7 @@ def train_ngram(cfg: Config, out: Path, overwrite: bool = False) -> dict[str, An
     train_rows, valid_rows = features(train), features(valid)
     train_gold = torch.tensor([ex.label for ex in train])
     valid_gold = [ex.label for ex in valid]
-    weights = torch.tensor(class_weights(train, len(labels))) if c.class_weights else None
+    weights = torch.tensor(class_weights(train, len(labels), c.class_weight_power)) if c.class_weights else None
 
     # -- model --------------------------------------------------------------------------------------
     model = new_model(BUCKETS, len(labels))
