@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ctrldial.errors import UserError
+from ctrldial.record import jsonl_objects, write_jsonl
 
 KEY_FIELDS = ("source", "method", "requested", "judge", "draw", "part")
 """The key's fields, in the order they are written (absent ones are left out)."""
@@ -30,18 +31,7 @@ KEY_FIELDS = ("source", "method", "requested", "judge", "draw", "part")
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every non-blank line of a JSONL file; a line that is not a JSON object is one error naming FILE:LINE."""
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not JSON ({e.msg}); write one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{n}: expected a JSON object per line")
-        rows.append(row)
-    return rows
+    return [item for _, item in jsonl_objects(Path(path), '{"id": "d000", "label": "inform", "note": "..."}')]
 
 
 def pool(root: Path, folders: Iterable[Path] | None = None, exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -121,6 +111,3 @@ def join(folder: Path, labels: Iterable[str]) -> list[dict[str, Any]]:
                       "id": item, **k, "note": hand[item].get("note", "")})
     return lines
 
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
