@@ -137,3 +137,29 @@ def test_rerank_keeps_the_candidate_the_discriminator_likes(model, gpt2_tok, dd_
     chosen = rerank(m, requests, _Fake(lambda t: False))
     best = [max(range(i * 6, i * 6 + 6), key=lambda j: (bool(texts[j]), lps[j])) for i in range(2)]
     assert chosen == [texts[j] for j in best]
+
+
+def test_a_reranked_eval_record_names_its_reranker_and_code(judges, tmp_path):
+    """`ctrldial eval --record` with reranking: the record's reranker is the eval's (the run had none), and the
+    eval block says with which code it decoded."""
+    import json
+    from pathlib import Path
+
+    from ctrldial.evaluation import contexts_of_run
+    from ctrldial.record import write_jsonl
+
+    _, judge, other, _ = judges
+    run = tmp_path / "run"
+    dd = Path(__file__).parent / "fixtures" / "dd"
+    main(["run", "--out", str(run), "--set", "model.name=tiny-gpt2", "--set", f"data.path={dd}", "--set", "method.name=zero_shot",
+          "--set", "train.tracker=none", "--set", "data.max_eval_examples=2", "--set", "generate.max_new_tokens=4",
+          "--set", f"classifier.path={judge}"])
+    write_jsonl(tmp_path / "ctx.jsonl", contexts_of_run(run))
+    out = tmp_path / "reranked"
+    main(["eval", str(run), "--contexts", str(tmp_path / "ctx.jsonl"), "--out", str(out), "--record", "--set", "generate.do_sample=true",
+          "--set", "generate.num_candidates=2", "--set", f"generate.rerank_classifier={other}"])
+    rec, run_rec = (json.loads((d / "record.json").read_text()) for d in (out, run))
+    assert run_rec["reranker"] is None and rec["reranker"]["path"] == str(other)
+    assert rec["reranker"]["train_data"]["split"] == "validation"
+    assert set(rec["eval"]["git"]) == {"commit", "dirty"} and rec["eval"]["environment"]["device"] == "cpu"
+    assert rec["git"] == run_rec["git"]  # the training's code stays the run's

@@ -12,6 +12,7 @@ set -euo pipefail
 B=benchmarks/definitive
 R=${R:-$B/results}
 EJ=$WORK/emotion/judges
+python $B/annotate_reranked.py $WORK/runs/*-reranked/seed* > /dev/null   # the reranker and code of rerank.sh's evals
 ctrldial rescore $WORK/runs/*/seed* --classifier $JUDGE2 --as ngram > /dev/null
 copy() {  # from to: records and generations, never weights
   mkdir -p $2 && cp $1/record.json $1/generations.jsonl $2/

@@ -25,7 +25,8 @@ from typing import Any
 from ctrldial.config import flat_config
 from ctrldial.errors import UserError, check_label
 from ctrldial.fluency import generation_perplexity
-from ctrldial.record import GENERATIONS, RECORD, jsonl_objects, load_record, recorded_labels, write_json, write_jsonl
+from ctrldial.record import (GENERATIONS, RECORD, environment, git_state, jsonl_objects, load_record, recorded_labels, write_json,
+                             write_jsonl)
 
 METRICS_FILE = "metrics.json"
 
@@ -97,7 +98,8 @@ def evaluate(run_dir: Path, contexts_file: Path, out: Path, labels: list[str] | 
         "judge": m.cfg.classifier.path, "overrides": list(overrides or []),
         "generate": {k: v for k, v in flat_config(m.cfg).items() if k.startswith("generate.")},
         "generate_seconds": seconds, "responses_per_second": len(rows) / seconds if seconds else None,
-        "metrics": metrics, "warnings": warnings,
+        "metrics": metrics, "warnings": warnings, "reranker": m.reranker_info,
+        "git": git_state(), "environment": environment(),
     }
     write_jsonl(out / GENERATIONS, rows)
     write_json(out / METRICS_FILE, result)
@@ -110,15 +112,17 @@ def _as_record(run_dir: Path, cfg, result: dict[str, Any]) -> dict[str, Any]:
     """The run's record, decoded as this eval decoded: its config with the overrides, this eval's metrics and speed.
 
     What the decoding does not change is kept: training, cost of training, and the reference perplexity (the
-    same trained weights score the same references)."""
+    same trained weights score the same references); ``git`` and ``environment`` stay the training's, and
+    ``eval`` says with which code and where this decoding ran. ``reranker`` is this decoding's."""
     rec = load_record(run_dir)
     kept = {k: v for k, v in (rec.get("metrics") or {}).items() if k == "perplexity"}
     cost = {**(rec.get("cost") or {}), "generate_seconds": result["generate_seconds"],
             "responses_per_second": result["responses_per_second"]}
     rec.pop("judges", None)  # extra judges scored the run's generations, not these: `ctrldial rescore` them again
     return {**rec, "config": cfg.to_dict(), "config_hash": cfg.fingerprint(), "metrics": {**result["metrics"], **kept},
-            "cost": cost, "warnings": result["warnings"], "judge": result["judge"],
-            "eval": {"run": result["run"], "contexts_file": result["contexts_file"], "overrides": result["overrides"]}}
+            "cost": cost, "warnings": result["warnings"], "judge": result["judge"], "reranker": result["reranker"],
+            "eval": {"run": result["run"], "contexts_file": result["contexts_file"], "overrides": result["overrides"],
+                     "git": result["git"], "environment": result["environment"]}}
 
 
 def format_eval(result: dict[str, Any]) -> str:
