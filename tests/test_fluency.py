@@ -8,7 +8,7 @@ import torch
 
 from ctrldial.fluency import generation_perplexity
 from ctrldial.loaded import apply_method, prepare, ready_to_generate
-from ctrldial.metrics import repetition_rate, text_metrics
+from ctrldial.metrics import label_word_rate, repetition_rate, text_metrics
 from ctrldial.models import load_model
 from ctrldial.pipeline import run
 from ctrldial.scoring import perplexity
@@ -29,6 +29,15 @@ def test_repetition_rate_counts_repeated_word_trigrams_of_non_empty_responses():
     assert text_metrics(_rows(texts))["repetition_rate"] == pytest.approx(2 / 4)
     assert repetition_rate(["a b c, a b c"]) == 1.0 and repetition_rate(["I know. I know."]) == 0.0
     assert repetition_rate(["", " "]) is None and text_metrics(_rows([]))["repetition_rate"] is None
+
+
+def test_label_word_rate_counts_responses_that_say_the_requested_label():
+    rows = [{"generation": g, "requested": r, "reference_label": "inform", "reference": "x"} for g, r in [
+        ("Sure, commissive.", "commissive"), ("Is that a question?", "question"), ("Information, please.", "inform"),
+        ("No emotion at all.", "no_emotion"), ("A question for you.", "directive"), ("  ", "inform")]]
+    # the requested label's own name, as a whole word (no_emotion also as two words); the blank one is not counted
+    assert label_word_rate(rows) == pytest.approx(3 / 5) and text_metrics(rows)["label_word_rate"] == pytest.approx(3 / 5)
+    assert label_word_rate(rows[-1:]) is None
 
 
 def _encoded(m, rows):

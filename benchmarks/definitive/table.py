@@ -6,7 +6,8 @@
 Per method and decoding (each folder present of ``DECODINGS``): control accuracy (mean ± seed std, mean 95%
 interval over contexts) under the primary judge, the paired comparison with the best method of that decoding
 (pooled over seeds) and the figure under the second judge. Then each decoding against the one before it on the
-same trained weights (paired), and, for the last decoding, the corrected control, the focus labels and fluency;
+same trained weights (paired), and, for the last decoding, the corrected control, the focus labels, fluency and
+how often a response says the requested label's name (``label_word_rate``, computed here from the generations);
 the tuned learning rate and training time; and Kendall's τ between the two judges' rankings per decoding.
 """
 
@@ -17,7 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-from ctrldial.metrics import paired_bootstrap_seeds
+from ctrldial.metrics import label_word_rate, paired_bootstrap_seeds
 from ctrldial.record import judge_metrics, metric, per_label_metric
 from ctrldial.report_table import judge_rank_agreement, judges_of, row_interval
 from ctrldial.reporting import by_seed, compare_with_best, find_runs, group_runs, labels_of, read_generations
@@ -30,6 +31,12 @@ def summary(row, m) -> dict:
     vals = row.values(m.get)
     return {"mean": statistics.fmean(vals) if vals else None, "seed_std": statistics.stdev(vals) if len(vals) > 1 else None,
             "ci": row_interval(row, m), "seeds": len(vals)}
+
+
+def spread(vals: list[float]) -> dict:
+    """``summary``'s shape for values computed here from the generations (no interval)."""
+    return {"mean": statistics.fmean(vals) if vals else None, "seed_std": statistics.stdev(vals) if len(vals) > 1 else None,
+            "ci": None, "seeds": len(vals)}
 
 
 def text(s: dict, digits: int = 3, ci: bool = True) -> str:
@@ -53,6 +60,7 @@ def decoding(folder: Path, focus: list[str], judge2: str) -> dict:
             "control_judge2": summary(row, other), "corrected": summary(row, metric("corrected_control_accuracy")),
             **{lab: summary(row, per_label_metric(lab)) for lab in focus},
             "generation_perplexity": summary(row, metric("generation_perplexity")),
+            "label_word": spread([label_word_rate(read_generations(r)) for r in by_seed(row)]),
             "train_seconds": summary(row, metric("train_seconds")), "versus": v,
         }
     return {"methods": out, "labels": labels, "tau": judge_rank_agreement(rows, judges_of(runs))}
@@ -89,7 +97,7 @@ def main() -> None:
     for k in names:
         head += [f"control, {DECODINGS[k]}", "vs best (paired)", f"[{judge2} judge]"]
     head += [f"{DECODINGS[b]} → {DECODINGS[k]} (paired)" for b, k in zip(names, names[1:])]
-    head += [f"corrected, {DECODINGS[names[-1]]}", *focus, "gen. ppl", "train s"]
+    head += [f"corrected, {DECODINGS[names[-1]]}", *focus, "gen. ppl", "says the label", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     table = {}
     for name in sorted(last["methods"], key=lambda k: -(last["methods"][k]["control"]["mean"] or 0)):
@@ -103,7 +111,8 @@ def main() -> None:
             cells += [text(c["control"]), versus_text(c["versus"]), text(c["control_judge2"])] if c else ["n/a"] * 3
         cells += [f"{d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d else "n/a" for d in gains.values()]
         cells += [text(g["corrected"], ci=False), *(text(g[lab], 2, ci=False) for lab in focus),
-                  text(g["generation_perplexity"], 1, ci=False), text(g["train_seconds"], 0, ci=False)]
+                  text(g["generation_perplexity"], 1, ci=False), text(g["label_word"], 3, ci=False),
+                  text(g["train_seconds"], 0, ci=False)]
         lines.append("| " + " | ".join(cells) + " |")
         table[name] = {"lr": g["lr"], **{k: {f: v for f, v in (cols[k] or {}).items() if f != "row"} for k in names},
                        "gains": gains}

@@ -291,6 +291,7 @@ def text_metrics(rows: list[dict[str, Any]], ci: dict[str, Any] | None = None) -
         "mean_length": sum(len(t.split()) for t in every) / len(every) if every else 0.0,
         "empty_rate": sum(not t.strip() for t in every) / len(every) if every else 0.0,
         "repetition_rate": repetition_rate(every),
+        "label_word_rate": label_word_rate(rows),
         **extra,
     }
 
@@ -313,3 +314,18 @@ def repetition_rate(texts: list[str], n: int = 3) -> float | None:
     """
     said = [t for t in texts if t.strip()]
     return sum(repeats_ngram(t, n) for t in said) / len(said) if said else None
+
+
+def label_word_rate(rows: list[dict[str, Any]]) -> float | None:
+    """Share of non-empty responses that say the name of the label they were asked for, as a word ("Sure,
+    commissive."; ``no_emotion`` also as "no emotion"). Guidance contrasts a prompt that holds the label's name
+    with one that does not, so it can raise control by making the model copy the name: a judge may take
+    "question" for a question. None without a non-empty response."""
+    said = [r for r in rows if r["generation"].strip()]
+    if not said:
+        return None
+    def says(r: dict[str, Any]) -> bool:
+        words = " ".join(_WORD.findall(r["generation"].lower()))
+        name = " ".join(_WORD.findall(r["requested"].lower().replace("_", " ")))
+        return f" {name} " in f" {words} "
+    return sum(map(says, said)) / len(said)

@@ -359,6 +359,9 @@ METRICS: list[Metric] = [
            "control must not cost (ctrldial/fluency.py)", False),
     Metric("metrics.repetition_rate", "repetition", ".3f",
            "share of non-empty responses in which a word 3-gram occurs twice (a decoding loop)", False),
+    Metric("metrics.label_word_rate", "label word", ".3f",
+           "share of non-empty responses that say the requested label's name (\"Sure, commissive.\"): control a judge "
+           "may grant for copying the label", False),
     Metric("cost.trainable_params", "trainable params (% of model)", "params", "what the method trains (and its share of the model)", None),
     Metric("cost.trainable_percent", "% of model", ".3g", "trainable parameters as a share of all parameters", None,
            percent_of="cost.trainable_params"),
