@@ -28,13 +28,11 @@ DECODINGS = {"unguided": "unguided", "guided": "guided γ=3", "reranked": "γ=3 
 
 
 def summary(row, m) -> dict:
-    vals = row.values(m.get)
-    return {"mean": statistics.fmean(vals) if vals else None, "seed_std": statistics.stdev(vals) if len(vals) > 1 else None,
-            "ci": row_interval(row, m), "seeds": len(vals)}
+    return {**spread(row.values(m.get)), "ci": row_interval(row, m)}
 
 
 def spread(vals: list[float]) -> dict:
-    """``summary``'s shape for values computed here from the generations (no interval)."""
+    """Mean, seed std and count of per-seed values (no interval: ``summary`` adds the record's)."""
     return {"mean": statistics.fmean(vals) if vals else None, "seed_std": statistics.stdev(vals) if len(vals) > 1 else None,
             "ci": None, "seeds": len(vals)}
 

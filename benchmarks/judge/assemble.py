@@ -15,7 +15,8 @@ from pathlib import Path
 from draw import load  # the same pool the draw sampled from
 
 from ctrldial.data.corpus import ACTS
-from ctrldial.handlabels import join, write_jsonl
+from ctrldial.handlabels import join
+from ctrldial.record import write_jsonl
 
 HERE = Path(__file__).resolve().parent
 

@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 
 from ctrldial.data.corpus import ACTS
-from ctrldial.handlabels import draw, join, pool, read_jsonl, write_draw, write_jsonl
+from ctrldial.handlabels import draw, join, pool, read_jsonl, write_draw
+from ctrldial.record import write_jsonl
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE / "quality-rescored"

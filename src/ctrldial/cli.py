@@ -79,7 +79,8 @@ def cmd_judge_draw(args) -> None:
 
 
 def cmd_judge_join(args) -> None:
-    from ctrldial.handlabels import join, write_jsonl
+    from ctrldial.handlabels import join
+    from ctrldial.record import write_jsonl
 
     lines = join(Path(args.dir), _attribute_labels(args.attribute))
     write_jsonl(Path(args.out), lines)

@@ -17,17 +17,12 @@ format (``context``, ``response``, ``label`` and the key's fields).
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any, Iterable
 
 from ctrldial.errors import UserError
 from ctrldial.record import jsonl_objects, write_jsonl
-
-KEY_FIELDS = ("source", "method", "requested", "judge", "draw", "part")
-"""The key's fields, in the order they are written (absent ones are left out)."""
-
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every non-blank line of a JSONL file; a line that is not a JSON object is one error naming FILE:LINE."""
@@ -66,10 +61,11 @@ def draw(rows: list[dict[str, Any]], n_random: int, per_verdict: int, verdicts: 
     out = []
     for n, i in enumerate(items):
         r, item = rows[i], f"{prefix}{n:03d}"
-        key = {"source": r["source"], "method": r.get("method"), "requested": r.get("requested"), "judge": r.get("predicted"),
-               "draw": picked[i], "part": None if heldout_share is None else ("heldout" if rng.random() < heldout_share else "dev")}
-        out.append(({"id": item, "context": r["context"], "response": r["generation"]},
-                    {"id": item, **{k: key[k] for k in KEY_FIELDS if key[k] is not None or k in ("requested", "judge")}}))
+        key = {"id": item, "source": r["source"], **({"method": r["method"]} if r.get("method") is not None else {}),
+               "requested": r.get("requested"), "judge": r.get("predicted"), "draw": picked[i]}
+        if heldout_share is not None:
+            key["part"] = "heldout" if rng.random() < heldout_share else "dev"
+        out.append(({"id": item, "context": r["context"], "response": r["generation"]}, key))
     return out
 
 
@@ -79,8 +75,8 @@ def write_draw(out: Path, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) ->
     if (out / "blind.jsonl").exists():
         raise UserError(f"{out}/blind.jsonl exists: a drawn set may already be labelled; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "blind.jsonl").write_text("".join(json.dumps(b, ensure_ascii=False) + "\n" for b, _ in pairs), encoding="utf-8")
-    (out / "key.jsonl").write_text("".join(json.dumps(k) + "\n" for _, k in pairs), encoding="utf-8")
+    write_jsonl(out / "blind.jsonl", [b for b, _ in pairs])
+    write_jsonl(out / "key.jsonl", [k for _, k in pairs])
 
 
 def join(folder: Path, labels: Iterable[str]) -> list[dict[str, Any]]:
@@ -110,4 +106,3 @@ def join(folder: Path, labels: Iterable[str]) -> list[dict[str, Any]]:
         lines.append({"context": blind[item]["context"], "response": blind[item]["response"], "label": hand[item]["label"],
                       "id": item, **k, "note": hand[item].get("note", "")})
     return lines
-

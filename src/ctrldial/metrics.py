@@ -324,6 +324,7 @@ def label_word_rate(rows: list[dict[str, Any]]) -> float | None:
     said = [r for r in rows if r["generation"].strip()]
     if not said:
         return None
+
     def says(r: dict[str, Any]) -> bool:
         words = " ".join(_WORD.findall(r["generation"].lower()))
         name = " ".join(_WORD.findall(r["requested"].lower().replace("_", " ")))
