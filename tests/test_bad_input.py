@@ -79,6 +79,7 @@ CONFIG_CASES = [
       "--set", "generate.max_new_tokens=100"], "leave no room for a prompt"),
     (["run", "--out", "{tmp}/r", *TINY, "--set", "method.name=qlora"], "qlora needs a CUDA GPU"),
     (["run", "--out", "{tmp}/r", *TINY, "--set", "classifier.path={tmp}"], "not a ctrldial classifier"),
+    (["run", "--out", "{tmp}/r", *TINY, "--set", "data.extra_train={tmp}/none.jsonl"], "none.jsonl: no such file; give a JSONL file of examples"),
 ]
 
 

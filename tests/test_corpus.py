@@ -197,3 +197,53 @@ def test_cli_json(dd_dir):
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert set(s["splits"]["train"]["acts"]) == set(ACTS)
+
+
+def test_extra_train_examples_join_the_sampled_ones_and_the_fingerprint(dd_dir, tmp_path):
+    from ctrldial.data.examples import fingerprint, load_splits
+
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(
+        '{"context": ["a", "b", "c", "d", "e", "Shall we go?"], "response": " Sure, I\'ll come. ", "act": "commissive"}\n\n'
+        '{"context": [], "response": "Sit down.", "act": "directive", "note": "kept aside"}\n'
+    )
+    plain = load_splits(DataConfig(path=str(dd_dir), max_train_examples=10))
+    with_extra = load_splits(DataConfig(path=str(dd_dir), max_train_examples=10, max_context_turns=4, extra_train=str(extra)))
+    assert with_extra.train[:10] == plain.train  # the sample is unchanged; the extra examples come on top
+    added = with_extra.train[10:]
+    assert [(ex.context, ex.response, label_of(ex, "act"), ex.turn) for ex in added] == [
+        (("c", "d", "e", "Shall we go?"), "Sure, I'll come.", "commissive", 1),  # the last max_context_turns turns
+        ((), "Sit down.", "directive", 3),
+    ]
+    assert fingerprint(with_extra.train) != fingerprint(plain.train)
+
+
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        ('{"context": "hi", "response": "Sure.", "act": "commissive"}', '"context" must be a list'),
+        ('{"context": ["hi"], "response": "  ", "act": "commissive"}', '"response" must be a non-empty string'),
+        ('{"context": ["hi"], "response": "Sure.", "act": "promise"}', '"act" must be one of inform, question'),
+        ('{"context": ["hi"], "response": "Sure."}', '"act" must be one of'),
+        ("not json", "not valid JSON"),
+    ],
+)
+def test_a_bad_extra_train_line_names_file_and_line(dd_dir, tmp_path, line, fragment):
+    from ctrldial.data.examples import load_splits
+
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text('{"context": ["hi"], "response": "Sure.", "act": "commissive"}\n' + line + "\n")
+    with pytest.raises(UserError, match=f"{extra}:2: .*") as e:
+        load_splits(DataConfig(path=str(dd_dir), max_train_examples=10, extra_train=str(extra)))
+    assert fragment in str(e.value)
+
+
+def test_extra_train_for_emotion_needs_the_emotion_and_a_missing_file_is_one_line(dd_dir, tmp_path):
+    from ctrldial.data.examples import load_splits
+
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text('{"context": ["hi"], "response": "Great!", "act": "inform"}\n')
+    with pytest.raises(UserError, match='"emotion" must be one of'):
+        load_splits(DataConfig(path=str(dd_dir), attribute="emotion", extra_train=str(extra)))
+    with pytest.raises(UserError, match="no such file"):
+        load_splits(DataConfig(path=str(dd_dir), extra_train=str(tmp_path / "missing.jsonl")))

@@ -75,6 +75,27 @@ def test_eval_with_guidance_and_labels(judged_lora, tmp_path):
     assert [r["generation"] for r in p] != [r["generation"] for r in g]  # guidance changed the decoding
 
 
+def test_eval_of_some_labels_with_a_validated_judge_corrects_them(judged_lora, tmp_path):
+    """`--labels commissive` with a judge that has hand-label agreement: the verdicts it may give are every act, not
+    only the requested one (this crashed after the whole generation, and the generations were lost)."""
+    import shutil
+
+    run_rec = json.loads((judged_lora / "record.json").read_text())
+    judge = tmp_path / "validated"
+    shutil.copytree(run_rec["config"]["classifier"]["path"], judge)
+    verdicts = [{"judge": v, "label": "commissive" if v == "inform" else v} for v in ACTS]  # its "inform" means commissive
+    (judge / "agreement.json").write_text(json.dumps({"verdicts": verdicts, "n": 4}))
+    contexts = tmp_path / "c.jsonl"
+    contexts.write_text(json.dumps({"context": ["Can you help me move on Sunday?"]}) + "\n")
+    main(["eval", str(judged_lora), "--contexts", str(contexts), "--out", str(tmp_path / "e"), "--labels", "commissive",
+          "--set", f"classifier.path={judge}"])
+    rows = _rows(tmp_path / "e")
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())["metrics"]
+    assert [r["requested"] for r in rows] == ["commissive"]
+    called = rows[0]["predicted"]
+    assert m["corrected_per_label_accuracy"]["commissive"] == (1.0 if called in ("inform", "commissive") else 0.0)
+
+
 def test_eval_record_pairs_with_the_run_and_reports_like_one(judged_lora, tmp_path):
     """--record on the run's own contexts (contexts_of_run): a record that report and rescore read, rows that pair
     with the run's, the decoding in its config and the training kept."""

@@ -85,6 +85,7 @@ def evaluate(run_dir: Path, contexts_file: Path, out: Path, labels: list[str] | 
          "generation": text}
         for (it, lab), text in zip(pairs, texts)
     ]
+    write_jsonl(out / GENERATIONS, rows)  # before judging: a failure there keeps what took the minutes
     metrics, warnings = score_generations(judge, rows, labels)
     if not any(r["reference"] for r in rows):  # no human replies: nothing to compare with
         from ctrldial.metrics import distinct_n

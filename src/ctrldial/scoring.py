@@ -73,7 +73,8 @@ def corrected_metrics(judge, rows: list[dict[str, Any]], labels: list[str]) -> d
     if not validation.is_file():
         return {}
     agreement = json.loads(validation.read_text(encoding="utf-8"))
-    c = corrected_control(rows, labels, precision_table(agreement["verdicts"], labels))
+    # the table covers every verdict the judge can give, not only the requested labels (`eval --labels`)
+    c = corrected_control(rows, labels, precision_table(agreement["verdicts"], list(judge.labels)))
     return {"corrected_control_accuracy": c["control_accuracy"], "corrected_per_label_accuracy": c["per_label_accuracy"],
             "corrected_by": {"validation": str(validation), "labels": agreement.get("labels_file"), "n": agreement.get("n")}}
 

@@ -52,6 +52,10 @@ class DataConfig:
     label_dropout: float = 0.0
     """Classifier-free guidance training: this share of training examples gets the null label (the prompt
     without its label), so one model learns the conditional and the unconditional reply."""
+    extra_train: str | None = None
+    """A JSONL file of extra training examples, added to the sampled ones (not counted in `max_train_examples`):
+    `{"context": ["turn", ...], "response": "...", "act": "commissive"}` per line (`emotion` for emotion, both for
+    act+emotion), e.g. counterfactual responses. The run's training-data fingerprint covers them."""
     max_length: int | None = 128
     """Cap on tokens per training example (prompt + response), on top of the model's positions; the context is cut from the left."""
     seed: int = 0

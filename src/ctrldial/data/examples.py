@@ -7,10 +7,13 @@ import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from ctrldial.config import DataConfig
 from ctrldial.data.corpus import ACTS, EMOTIONS, Corpus, Dialogue, load_corpus
 from ctrldial.data.normalize import normalize_text
+from ctrldial.errors import UserError
+from ctrldial.record import jsonl_objects
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,38 @@ def fingerprint(examples: list[Example]) -> str:
     return h.hexdigest()[:16]
 
 
+EXTRA_EXAMPLE = '{"context": ["Shall we go?"], "response": "Sure, I\'ll get my coat.", "act": "commissive"}'
+
+
+def read_extra(path: Path, attribute: str, max_context_turns: int) -> list[Example]:
+    """``data.extra_train``: examples written by the user (e.g. counterfactual responses), one JSON object per line.
+
+    Each names the labels its attribute needs (``act``, ``emotion`` or both, by name); a missing or unknown one,
+    an empty response or a context that is not a list of strings stops with ``FILE:LINE`` and the fix."""
+    if not path.is_file():
+        raise UserError(f"data.extra_train={path}: no such file; give a JSONL file of examples, e.g. {EXTRA_EXAMPLE}")
+    need = {"act": ("act",), "emotion": ("emotion",), "act+emotion": ("act", "emotion")}[attribute]
+    names = {"act": ACTS, "emotion": EMOTIONS}
+    out = []
+    for where, item in jsonl_objects(path, EXTRA_EXAMPLE):
+        ctx, resp = item.get("context"), item.get("response")
+        if not isinstance(ctx, list) or not all(isinstance(t, str) for t in ctx):
+            raise UserError(f"{where}: \"context\" must be a list of turns (strings), oldest first; e.g. {EXTRA_EXAMPLE}")
+        if not isinstance(resp, str) or not resp.strip():
+            raise UserError(f"{where}: \"response\" must be a non-empty string; e.g. {EXTRA_EXAMPLE}")
+        ids = {}
+        for key in need:
+            value = item.get(key)
+            if value not in names[key]:
+                raise UserError(f"{where}: \"{key}\" must be one of {', '.join(names[key])} (data.attribute={attribute}), got {value!r}")
+            ids[key] = names[key].index(value)
+        turns = tuple(ctx[-max_context_turns:]) if max_context_turns > 0 else ()
+        out.append(Example(f"extra:{path.name}", int(where.rsplit(":", 1)[1]), turns, resp.strip(), ids.get("act", -1), ids.get("emotion", -1)))
+    if not out:
+        raise UserError(f"data.extra_train={path}: no examples in the file; write one per line, e.g. {EXTRA_EXAMPLE}")
+    return out
+
+
 @dataclass
 class Splits:
     """What one run reads: the corpus and its seeded samples of training, validation and evaluation examples."""
@@ -116,6 +151,8 @@ def load_splits(cfg: DataConfig, max_train_examples: int | None = None, eval_spl
     corpus = load_corpus(cfg.path, cfg.on_error, cfg.dedup)
     n_train = max_train_examples if max_train_examples is not None else cfg.max_train_examples
     train = sample_examples(build_examples(corpus, "train", cfg), n_train, cfg.seed, cfg.attribute if cfg.balance else None)
+    if cfg.extra_train:
+        train += read_extra(Path(cfg.extra_train), cfg.attribute, cfg.max_context_turns)
     valid = sample_examples(build_examples(corpus, "validation", cfg), cfg.max_valid_examples, cfg.seed)
     test = sample_examples(build_examples(corpus, eval_split, cfg), cfg.max_eval_examples, cfg.seed)
     return Splits(corpus, train, valid, test, eval_split)
