@@ -3,7 +3,8 @@
 The 1,000-step LoRA, guided and reranked (null γ 3 + rerank 8, T 0.7, reranker-valid), is asked for a directive
 or a commissive on train contexts (`ctrldial eval ... --labels`); the responses that the *reranker* (never the
 judge: the judge's verdicts in the eval files are dropped unread) gives the requested act with probability
-≥ --min-prob are kept, at most --max-repeats copies of one response, and written as a `data.extra_train` file.
+≥ --min-prob are kept, at most --max-repeats copies of one response, and written (--copies times) as a
+`data.extra_train` file.
 
     python benchmarks/control/counterfactual.py contexts --data ../shared/data/dailydialog --out WORK/cf
     ctrldial eval RUN --contexts WORK/cf/train-a.jsonl --labels commissive --out WORK/cf/gen-a-commissive ...
@@ -57,12 +58,12 @@ def select(args) -> None:
         seen[key] += 1
         kept.append({"context": r["context"], "response": r["generation"].strip(), "act": r["requested"],
                      "reranker_prob": round(p[col], 4), "source": r["dialogue_id"]})
-    write_jsonl(Path(args.out), kept)
+    write_jsonl(Path(args.out), kept * args.copies)  # copies: the few counterfactuals weigh more among 8,000 examples
     by_act = Counter(k["act"] for k in kept)
     asked = Counter(r["requested"] for r in rows)
     summary = {act: {"asked": asked[act], "kept": by_act[act]} for act in sorted(asked)}
     print(json.dumps({"out": args.out, "kept": len(kept), "by_act": summary, "min_prob": args.min_prob,
-                      "max_repeats": args.max_repeats}, indent=1))
+                      "max_repeats": args.max_repeats, "copies": args.copies}, indent=1))
 
 
 def main() -> None:
@@ -79,7 +80,8 @@ def main() -> None:
     p.add_argument("--reranker", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--min-prob", type=float, default=0.5)
-    p.add_argument("--max-repeats", type=int, default=3)
+    p.add_argument("--max-repeats", type=int, default=3, help="at most this many copies of one response (generic replies)")
+    p.add_argument("--copies", type=int, default=1, help="write every kept example this many times")
     p.set_defaults(fn=select)
     args = ap.parse_args()
     args.fn(args)

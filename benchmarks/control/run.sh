@@ -78,15 +78,25 @@ python $B/table.py $WORK/test100/* > $B/results/test100.md
 
 # 9. counterfactual examples (benchmarks/control/counterfactual.py): the 1,000-step model, guided + reranked, asked
 #    for a commissive (600 train contexts) or a directive (200 others: CPU time); what the reranker (not the judge) gives the
-#    requested act with p >= 0.5 is added to the same training recipe (data.extra_train), trained without packing
+#    requested act with p >= 0.5 is added (twice) to the same training recipe (data.extra_train), trained without packing
 #    like lora-p10-s1000, so the extra examples are the only difference. Validation first, then test.
 CF=benchmarks/control/counterfactual.py
 python $CF contexts --data "$DATA" --out $WORK/cf
 ev $WORK/cf/train-a.jsonl $WORK/cf/gen-a-commissive $WORK/lora-p10-s1000 $RR7 --set generate.num_candidates=8 --set generate.guidance_scale=3 --labels commissive
 head -200 $WORK/cf/train-b.jsonl > $WORK/cf/train-b200.jsonl
 ev $WORK/cf/train-b200.jsonl $WORK/cf/gen-b200-directive $WORK/lora-p10-s1000 $RR7 --set generate.num_candidates=8 --set generate.guidance_scale=3 --labels directive
-python $CF select $WORK/cf/gen-a-commissive $WORK/cf/gen-b200-directive --reranker $WORK/reranker-valid --out $WORK/cf/extra.jsonl
+python $CF select $WORK/cf/gen-a-commissive $WORK/cf/gen-b200-directive --reranker $WORK/reranker-valid --copies 2 --out $WORK/cf/extra.jsonl
 ctrldial run --config $B/base.yaml $S --set data.label_dropout=0.1 --set train.max_steps=1000 --set train.eval_every=100 \
     --set data.max_train_examples=8000 --set train.packing=false --set data.extra_train=$WORK/cf/extra.jsonl --out $WORK/lora-p10-s1000-cf
 for g in 1 3; do ev $V $WORK/val/cf-g$g $WORK/lora-p10-s1000-cf --set generate.guidance_scale=$g; done
 ev $V $WORK/val/cf-g3-rr8-t0.7 $WORK/lora-p10-s1000-cf $RR7 --set generate.num_candidates=8 --set generate.guidance_scale=3
+python $B/table.py $WORK/val/* > $B/results/valid.md
+# test (declared before any result: the earlier best decoding on the new model, and the unguided model)
+ev $WORK/contexts/test-100.jsonl $WORK/test100/lora-s1000-cf-null-g3-rerank8-t0.7 $WORK/lora-p10-s1000-cf $RR7 \
+    --set generate.num_candidates=8 --set generate.guidance_scale=3
+python $B/table.py $WORK/test100/* > $B/results/test100.md
+ev $T $WORK/test/lora-s1000-cf-unguided $WORK/lora-p10-s1000-cf
+python $B/table.py $WORK/test/* > $B/results/test.md
+python $B/draw.py $WORK/test100/lora-s1000-cf-null-g3-rerank8-t0.7 --out $B/hand/s1000-cf-g3-rerank8 --n 200  # label blind.jsonl
+python $B/draw.py --out $B/hand/s1000-cf-g3-rerank8 --score
+python $B/draw.py --out $B/hand/s1000-cf-g3-rerank8 --versus $B/hand/s1000-g3-rerank8 > $B/hand/s1000-vs-s1000-cf.json
