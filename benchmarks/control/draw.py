@@ -57,20 +57,24 @@ def score(out: Path) -> dict:
 def versus(a: Path, b: Path) -> dict:
     """Two hand-labelled draws of the same rows (same seed, same-size generations): which one the reading favours,
     with an exact McNemar test on the discordant pairs."""
-    from math import comb
-
     def load(d: Path) -> dict:
         key = {k["id"]: k for k in read(d / "key.jsonl")}
         labels = {h["id"]: h["label"] for h in read(d / "hand-labels.jsonl")}
         return {(key[i]["row"], key[i]["requested"]): labels[i] == key[i]["requested"] for i in key}
 
-    ha, hb = load(a), load(b)
+    return {"a": str(a), "b": str(b), **versus_counts(load(a), load(b))}
+
+
+def versus_counts(ha: dict, hb: dict) -> dict:
+    """Agreement of two readings of the same rows (row → reading agrees with the request), exact McNemar p."""
+    from math import comb
+
     assert ha.keys() == hb.keys(), "the two draws must hold the same rows"
     only_a = sum(ha[k] and not hb[k] for k in ha)
     only_b = sum(hb[k] and not ha[k] for k in ha)
     n, k = only_a + only_b, min(only_a, only_b)
     p = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
-    return {"a": str(a), "b": str(b), "n": len(ha), "agree_a": sum(ha.values()) / len(ha), "agree_b": sum(hb.values()) / len(hb),
+    return {"n": len(ha), "agree_a": sum(ha.values()) / len(ha), "agree_b": sum(hb.values()) / len(hb),
             "only_a_agrees": only_a, "only_b_agrees": only_b, "mcnemar_exact_p": p}
 
 

@@ -96,7 +96,14 @@ ev $WORK/contexts/test-100.jsonl $WORK/test100/lora-s1000-cf-null-g3-rerank8-t0.
     --set generate.num_candidates=8 --set generate.guidance_scale=3
 python $B/table.py $WORK/test100/* > $B/results/test100.md
 ev $T $WORK/test/lora-s1000-cf-unguided $WORK/lora-p10-s1000-cf
+ev $T $WORK/test/lora-s1000-cf-null-g3 $WORK/lora-p10-s1000-cf --set generate.guidance_scale=3  # chosen after cf-g3's validation row
 python $B/table.py $WORK/test/* > $B/results/test.md
 python $B/draw.py $WORK/test100/lora-s1000-cf-null-g3-rerank8-t0.7 --out $B/hand/s1000-cf-g3-rerank8 --n 200  # label blind.jsonl
 python $B/draw.py --out $B/hand/s1000-cf-g3-rerank8 --score
 python $B/draw.py --out $B/hand/s1000-cf-g3-rerank8 --versus $B/hand/s1000-g3-rerank8 > $B/hand/s1000-vs-s1000-cf.json
+for g in 1 3; do ev $O $WORK/ood/lora-s1000-cf-null-g$g $WORK/lora-p10-s1000-cf --set generate.guidance_scale=$g; done
+python $B/table.py $WORK/ood/* > $B/results/ood.md
+# the old and new best read again as one shuffled blind pool by the same two annotators (labels-1/2.jsonl)
+P=$B/hand/pooled-s1000-vs-cf
+python $B/pooled.py make $B/hand/s1000-g3-rerank8 $B/hand/s1000-cf-g3-rerank8 --out $P
+python $B/pooled.py score --out $P
