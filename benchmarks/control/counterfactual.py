@@ -21,11 +21,12 @@ from pathlib import Path
 import yaml
 
 from ctrldial.config import build_config
-from ctrldial.data.corpus import ACTS, load_corpus
+from ctrldial.data.corpus import load_corpus
 from ctrldial.data.examples import build_examples, sample_examples
 from ctrldial.handlabels import read_jsonl
 from ctrldial.record import write_jsonl
 from ctrldial.scoring import load_judge
+from contexts import write
 
 BASE = Path(__file__).with_name("base.yaml")
 
@@ -36,11 +37,8 @@ def contexts(args) -> None:
     cfg = build_config(None, [f"data.path={args.data}"], base={"data": base["data"]})
     corpus = load_corpus(cfg.data.path, cfg.data.on_error, cfg.data.dedup)
     examples = sample_examples(build_examples(corpus, "train", cfg.data), 2 * args.n, args.seed)
-    for name, part in (("a", examples[: args.n]), ("b", examples[args.n :])):
-        rows = [{"id": f"{e.dialogue_id}:{e.turn}", "context": list(e.context), "reference": e.response,
-                 "reference_label": ACTS[e.act]} for e in part]
-        write_jsonl(Path(args.out) / f"train-{name}.jsonl", rows)
-        print(f"{args.out}/train-{name}.jsonl: {len(rows)} train contexts")
+    write(Path(args.out) / "train-a.jsonl", examples[: args.n])
+    write(Path(args.out) / "train-b.jsonl", examples[args.n :])
 
 
 def select(args) -> None:

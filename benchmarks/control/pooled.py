@@ -17,21 +17,19 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
+from ctrldial.record import write_jsonl
 from draw import ACTS, read, versus_counts
 
 
 def make(a: Path, b: Path, out: Path, seed: int) -> None:
     rows = [(str(src), r) for src in (a, b) for r in read(src / "blind.jsonl")]
     random.Random(seed).shuffle(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    key = [{"id": f"p{i:03d}", "source": src, "item": r["id"]} for i, (src, r) in enumerate(rows)]
-    (out / "key.jsonl").write_text("".join(json.dumps(k) + "\n" for k in key))
-    half = len(rows) // 2
-    for part, chunk in ((1, rows[:half]), (2, rows[half:])):
-        start = 0 if part == 1 else half
-        lines = [json.dumps({"id": f"p{start + i:03d}", "context": r["context"], "response": r["response"]}, ensure_ascii=False)
-                 for i, (_, r) in enumerate(chunk)]
-        (out / f"blind-{part}.jsonl").write_text("\n".join(lines) + "\n")
+    ids = [f"p{i:03d}" for i in range(len(rows))]
+    write_jsonl(out / "key.jsonl", [{"id": i, "source": src, "item": r["id"]} for i, (src, r) in zip(ids, rows)])
+    blind = [{"id": i, "context": r["context"], "response": r["response"]} for i, (_, r) in zip(ids, rows)]
+    half = len(blind) // 2
+    write_jsonl(out / "blind-1.jsonl", blind[:half])
+    write_jsonl(out / "blind-2.jsonl", blind[half:])
     print(f"{out}: {len(rows)} responses in two blind parts (seed {seed})")
 
 
