@@ -36,7 +36,9 @@ def contexts(args) -> None:
     base = yaml.safe_load(BASE.read_text())
     cfg = build_config(None, [f"data.path={args.data}"], base={"data": base["data"]})
     corpus = load_corpus(cfg.data.path, cfg.data.on_error, cfg.data.dedup)
-    examples = sample_examples(build_examples(corpus, "train", cfg.data), 2 * args.n, args.seed)
+    used = {r["id"] for f in args.exclude for r in read_jsonl(Path(f))}  # an earlier round's contexts
+    pool = [ex for ex in build_examples(corpus, "train", cfg.data) if f"{ex.dialogue_id}:{ex.turn}" not in used]
+    examples = sample_examples(pool, 2 * args.n, args.seed)
     write(Path(args.out) / "train-a.jsonl", examples[: args.n])
     write(Path(args.out) / "train-b.jsonl", examples[args.n :])
 
@@ -72,6 +74,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=600)
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--exclude", nargs="*", default=[], help="contexts files whose contexts are not drawn again")
     p.set_defaults(fn=contexts)
     p = sub.add_parser("select", help="keep the responses the reranker gives the requested act")
     p.add_argument("generations", nargs="+", help="`ctrldial eval` output folders")
