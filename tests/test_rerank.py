@@ -10,7 +10,7 @@ from ctrldial.config import GenerateConfig, build_config
 from ctrldial.errors import UserError
 from ctrldial.generate import generate_ids
 from ctrldial.guidance import Sampler
-from ctrldial.rerank import check_reranker, rerank
+from ctrldial.rerank import check_reranker, choose, rerank
 
 PAD = 50256
 
@@ -137,6 +137,25 @@ def test_rerank_keeps_the_candidate_the_discriminator_likes(model, gpt2_tok, dd_
     chosen = rerank(m, requests, _Fake(lambda t: False))
     best = [max(range(i * 6, i * 6 + 6), key=lambda j: (bool(texts[j]), lps[j])) for i in range(2)]
     assert chosen == [texts[j] for j in best]
+
+
+def test_rerank_min_prob_keeps_the_most_fluent_of_the_sure_candidates():
+    texts = ["I'll do it.", "Sure, I will bring it tomorrow.", "", "It is raining."]
+    probs = [[0.1, 0.1, 0.2, 0.6], [0.0, 0.1, 0.0, 0.9], [0.0, 0.0, 0.0, 1.0], [0.7, 0.1, 0.1, 0.1]]
+    logprobs = [-2.0, -5.0, 0.0, -0.5]   # per token: -0.5, -0.625, (empty), -0.25
+    lengths = [3, 7, 0, 1]
+    col = 3
+    assert choose(texts, probs, logprobs, lengths, range(4), col, None) == 1      # the most probable of the act
+    assert choose(texts, probs, logprobs, lengths, range(4), col, 0.5) == 0       # the most fluent of the sure ones
+    assert choose(texts, probs, logprobs, lengths, range(4), col, 0.95) == 1      # none sure enough: as without it
+    assert choose(["", ""], [[0, 0, 0, 1]] * 2, [-1.0, -3.0], [0, 0], range(2), col, 0.5) == 0  # all empty
+
+
+def test_rerank_min_prob_without_reranking_is_a_config_error(dd_dir):
+    with pytest.raises(UserError, match="rerank_min_prob needs reranking"):
+        build_config(None, [f"data.path={dd_dir}", "generate.rerank_min_prob=0.5"])
+    with pytest.raises(UserError, match="rerank_min_prob"):
+        build_config(None, [f"data.path={dd_dir}", "generate.rerank_min_prob=1.5"])
 
 
 def test_a_reranked_eval_record_names_its_reranker_and_code(judges, tmp_path):

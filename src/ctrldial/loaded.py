@@ -73,12 +73,15 @@ class Loaded:
         return self.decode_requests(requests, progress)
 
     def decode_requests(self, requests: list[tuple[tuple[str, ...] | list[str], str]], progress: bool = False,
-                        logprobs: list[float] | None = None) -> list[str]:
-        """One decoding of each request (guidance included, no reranking); ``logprobs`` as in ``generate_ids``."""
+                        logprobs: list[float] | None = None, lengths: list[int] | None = None) -> list[str]:
+        """One decoding of each request (guidance included, no reranking); ``logprobs`` as in ``generate_ids``;
+        ``lengths`` receives each response's number of tokens."""
         from ctrldial.generate import decode, generate_ids
 
         prompts = [self.template.prompt_ids(ctx, lab) for ctx, lab in requests]
         ids = generate_ids(self.model, prompts, self.cfg.generate, self.eos_id, self.pad_id, progress, self.negatives(requests), logprobs)
+        if lengths is not None:
+            lengths.extend(len(x) for x in ids)
         return decode(self.tokenizer, ids)
 
     def reranker(self):

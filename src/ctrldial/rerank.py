@@ -1,5 +1,6 @@
 """Reranking by a discriminator, never by the judge: N candidates per request, the one the discriminator finds
-most likely of the requested label is kept (ties: the model's likelihood).
+most likely of the requested label is kept (ties: the model's likelihood); with ``generate.rerank_min_prob`` the most
+fluent of those the discriminator is sure enough of.
 
 The judge that reports control must not choose the outputs it scores, or control measures the judge's own
 errors twice. ``check_reranker`` refuses a reranker that is the judge's folder, has the judge's training-data
@@ -55,13 +56,20 @@ def rerank(m, requests: list[tuple], reranker, progress: bool = False) -> list[s
     n = m.cfg.generate.num_candidates
     expanded = [req for req in requests for _ in range(n)]
     logprobs: list[float] = []
-    texts = m.decode_requests(expanded, progress, logprobs)
+    lengths: list[int] = []
+    texts = m.decode_requests(expanded, progress, logprobs, lengths)
     probs = reranker.predict_proba(texts, [list(ctx) for ctx, _ in expanded]).tolist()
-    chosen = []
-    for i, (_, label) in enumerate(requests):
-        col = reranker.labels.index(label)
-        cands = range(i * n, (i + 1) * n)
-        # an empty candidate has no act: it is chosen only when every candidate is empty
-        best = max(cands, key=lambda j: (bool(texts[j].strip()), probs[j][col], logprobs[j]))
-        chosen.append(texts[best])
-    return chosen
+    cols = [reranker.labels.index(label) for _, label in requests]
+    return [texts[choose(texts, probs, logprobs, lengths, range(i * n, (i + 1) * n), col, m.cfg.generate.rerank_min_prob)]
+            for i, col in enumerate(cols)]
+
+
+def choose(texts, probs, logprobs, lengths, cands, col: int, min_prob: float | None) -> int:
+    """The kept candidate: the most probable of the label (ties: likelihood), or with ``min_prob`` the most fluent
+    (mean log-likelihood per token, eos counted) of those at least that probable. An empty candidate has no act: it
+    is chosen only when every candidate is empty."""
+    cands = [j for j in cands if texts[j].strip()] or list(cands)
+    sure = [j for j in cands if min_prob is not None and probs[j][col] >= min_prob]
+    if sure:
+        return max(sure, key=lambda j: logprobs[j] / (lengths[j] + 1))
+    return max(cands, key=lambda j: (probs[j][col], logprobs[j]))

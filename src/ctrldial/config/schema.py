@@ -159,6 +159,10 @@ class GenerateConfig:
     rerank_classifier: str | None = None
     """The discriminator that reranks candidates: a classifier folder that is NOT the judge (classifier.path) and was
     trained on other dialogues (e.g. classifier.train_split=validation)."""
+    rerank_min_prob: float | None = None
+    """Reranking that also weighs fluency: among the candidates the discriminator gives the requested label with
+    probability >= this, keep the most likely under the model (mean log-likelihood per token); when none reaches it,
+    the most probable of the label as without it. None = always the most probable of the label."""
 
 
 @dataclass
@@ -264,6 +268,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("generate.batch_size", lambda v: v > 0, "> 0"),
     ("generate.num_beams", lambda v: v > 0, "> 0"),
     ("generate.num_candidates", lambda v: v >= 1, ">= 1 (1 = no reranking)"),
+    ("generate.rerank_min_prob", lambda v: v is None or 0 < v <= 1, "a probability in (0, 1], or null"),
     ("generate.top_k", lambda v: v >= 0, ">= 0 (0 = off)"),
     ("method.num_virtual_tokens", lambda v: v >= 0, ">= 0"),
     ("method.r", lambda v: v > 0, "> 0"),
@@ -309,6 +314,8 @@ def _decoding_problems(cfg: Config) -> list[str]:
         p.append("generate.num_candidates > 1 needs generate.do_sample=true (greedy candidates are all the same)")
     if g.num_candidates > 1 and not g.rerank_classifier:
         p.append("generate.num_candidates > 1 needs generate.rerank_classifier (a classifier trained on other dialogues than the judge)")
+    if g.rerank_min_prob is not None and g.num_candidates == 1:
+        p.append("generate.rerank_min_prob needs reranking: set generate.num_candidates and generate.rerank_classifier")
     if g.rerank_classifier and g.num_candidates == 1:
         p.append("generate.rerank_classifier has nothing to rerank: set generate.num_candidates (e.g. 8)")
     if g.rerank_classifier and cfg.classifier.path and Path(g.rerank_classifier).resolve() == Path(cfg.classifier.path).resolve():
