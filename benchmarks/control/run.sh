@@ -122,6 +122,8 @@ CFRR="$RR7 --set generate.num_candidates=8 --set generate.guidance_scale=3"
 for p in c1 c2; do ev $WORK/cf2/$p.jsonl $WORK/cf2/gen-$p-commissive $WORK/lora-p10-s1000-cf $CFRR --labels commissive; done
 ev $WORK/cf2/d1.jsonl $WORK/cf2/gen-d1-directive $WORK/lora-p10-s1000-cf $CFRR --labels directive
 ev $V $WORK/val/cf-g3-rr8-t0.7-mp0.5 $WORK/lora-p10-s1000-cf $CFRR --set generate.rerank_min_prob=0.5
+ev $WORK/contexts/test-100.jsonl $WORK/test100/lora-s1000-cf-null-g3-rerank8-t0.7-mp0.5 $WORK/lora-p10-s1000-cf $CFRR \
+    --set generate.rerank_min_prob=0.5   # declared after its validation row, before any test figure with min_prob
 python $CF select $WORK/cf/gen-a-commissive $WORK/cf/gen-b200-directive $WORK/cf2/gen-c1-commissive $WORK/cf2/gen-c2-commissive \
     $WORK/cf2/gen-d1-directive --reranker $WORK/reranker-valid --copies 2 --out $WORK/cf2/extra.jsonl
 ctrldial run --config $B/base.yaml $S --set data.label_dropout=0.1 --set train.max_steps=1000 --set train.eval_every=100 \
