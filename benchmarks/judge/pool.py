@@ -69,7 +69,7 @@ MIN_HUMAN_VALIDATION = 0.83  # judge-gen2's recipe gave 0.823 and 84.1% on the h
 
 def choose(args) -> None:
     """The recipe with the best dev-B agreement among those at least MIN_HUMAN_VALIDATION on human validation
-    utterances (folders named c<corpus utterances>-x<repeats>, each with agree-B/agreement.json)."""
+    utterances (ties, as the first two candidates were: the higher human validation accuracy) (folders named c<corpus utterances>-x<repeats>, each with agree-B/agreement.json)."""
     rows = []
     for d in map(Path, args.folders):
         agree = json.loads((d / "agree-B" / "agreement.json").read_text())
@@ -79,8 +79,9 @@ def choose(args) -> None:
                      "dev_b_per_class": {k: {m: round(v[m], 3) for m in ("precision", "recall")} for k, v in agree["per_class"].items()},
                      "human_validation_accuracy": meta["validation_metrics"]["accuracy"]})
     ok = [r for r in rows if r["human_validation_accuracy"] >= MIN_HUMAN_VALIDATION] or rows
-    best = max(ok, key=lambda r: r["dev_b_agreement"])
-    print(json.dumps({"rule": f"highest dev-B agreement with human validation accuracy >= {MIN_HUMAN_VALIDATION}",
+    best = max(ok, key=lambda r: (r["dev_b_agreement"], r["human_validation_accuracy"]))
+    print(json.dumps({"rule": f"highest dev-B agreement with human validation accuracy >= {MIN_HUMAN_VALIDATION}; "
+                              "ties: the higher human validation accuracy",
                       "candidates": rows, "chosen": best}, indent=1))
 
 

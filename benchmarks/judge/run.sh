@@ -103,7 +103,8 @@ python $J/unsure.py heldout "$OUT/unsure/judge-gen2-heldout/agreement.json" > $J
 
 # 9. judge-gen4 (README "judge-gen4"): every hand label read since (1,443 after leaving out copies of held-out items;
 #    pool.py) as development labels. The recipe is chosen on a development split only (train on dev-A, agreement on dev-B):
-#    the highest dev-B agreement among candidates whose human *validation* accuracy is >= 0.83; then the chosen recipe is
+#    the highest dev-B agreement among candidates whose human *validation* accuracy is >= 0.83 (ties: the higher human
+#    validation accuracy, added when the first two candidates tied on dev-B, before any held-out figure); then the chosen recipe is
 #    trained on the whole pool and measured once: the held-out part, the second held-out part (labels-heldout2.jsonl: 200
 #    random responses of every benchmarks/control configuration on *validation* contexts, labelled blind) and the human
 #    test split. judge-gen2 is measured on the second held-out part too. judge-gen4 replaces judge-gen2 only if it meets
