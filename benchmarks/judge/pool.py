@@ -71,7 +71,7 @@ def choose(args) -> None:
     """The recipe with the best dev-B agreement among those at least MIN_HUMAN_VALIDATION on human validation
     utterances (ties, as the first two candidates were: the higher human validation accuracy) (folders named c<corpus utterances>-x<repeats>, each with agree-B/agreement.json)."""
     rows = []
-    for d in map(Path, args.folders):
+    for d in (Path(f) for f in args.folders if Path(f).is_dir()):  # a glob may also catch log files
         agree = json.loads((d / "agree-B" / "agreement.json").read_text())
         meta = json.loads((d / "ctrldial_classifier.json").read_text())
         corpus, repeats = d.name[1:].split("-x")
