@@ -139,3 +139,7 @@ ev $T $WORK/test/lora-s1000-cf2-null-g3 $WORK/lora-p10-s1000-cf2 --set generate.
 python $B/table.py $WORK/test/* > $B/results/test.md
 for g in 1 3; do ev $O $WORK/ood/lora-s1000-cf2-null-g$g $WORK/lora-p10-s1000-cf2 --set generate.guidance_scale=$g; done
 python $B/table.py $WORK/ood/* > $B/results/ood.md
+# read by hand: the best test decoding of the new model (γ 3 + rerank 8, no min_prob), the same 200 pairs (seed 0)
+python $B/draw.py $WORK/test100/lora-s1000-cf2-null-g3-rerank8-t0.7 --out $B/hand/s1000-cf2-g3-rerank8 --n 200  # label blind.jsonl
+python $B/draw.py --out $B/hand/s1000-cf2-g3-rerank8 --score
+python $B/draw.py --out $B/hand/s1000-cf2-g3-rerank8 --versus $B/hand/s1000-cf-g3-rerank8 > $B/hand/s1000-cf-vs-s1000-cf2.json
