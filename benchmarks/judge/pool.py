@@ -18,7 +18,8 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from ctrldial.handlabels import read_jsonl
+from ctrldial.data.corpus import ACTS
+from ctrldial.handlabels import join, read_jsonl
 from ctrldial.record import write_jsonl
 
 ROOT = Path(__file__).parents[1]
@@ -29,7 +30,7 @@ SOURCES = {  # name: labelled file (context, response, label)
     "cf": "control/hand/s1000-cf-g3-rerank8/labels.jsonl",
     "full-rr": "definitive/hand-full-reranked/labels.jsonl",
 }
-DRAWS = ("control/hand/unguided", "control/hand/null-g3")      # blind + hand-labels, joined here
+DRAWS = ("control/hand/unguided", "control/hand/null-g3")      # blind + key + hand-labels (`ctrldial judge join`)
 HELD_OUT = ("judge/labels-heldout.jsonl", "judge/labels-heldout2.jsonl")
 
 
@@ -37,14 +38,9 @@ def _key(r) -> tuple:
     return tuple(r["context"]), r["response"].strip()
 
 
-def _joined(draw: Path) -> list[dict]:
-    labels = {r["id"]: r["label"] for r in read_jsonl(draw / "hand-labels.jsonl")}
-    return [dict(r, label=labels[r["id"]]) for r in read_jsonl(draw / "blind.jsonl")]
-
-
 def make(args) -> None:
     parts = {name: read_jsonl(ROOT / f) for name, f in SOURCES.items()}
-    parts.update({Path(d).name: _joined(ROOT / d) for d in DRAWS})
+    parts.update({Path(d).name: join(ROOT / d, ACTS) for d in DRAWS})
     held = {_key(r) for f in HELD_OUT if (ROOT / f).exists() for r in read_jsonl(ROOT / f)}
     pool, dropped = [], Counter()
     for name, rows in parts.items():
@@ -69,7 +65,8 @@ MIN_HUMAN_VALIDATION = 0.83  # judge-gen2's recipe gave 0.823 and 84.1% on the h
 
 def choose(args) -> None:
     """The recipe with the best dev-B agreement among those at least MIN_HUMAN_VALIDATION on human validation
-    utterances (ties, as the first two candidates were: the higher human validation accuracy) (folders named c<corpus utterances>-x<repeats>, each with agree-B/agreement.json)."""
+    utterances; ties (the first two candidates tied) go to the higher human validation accuracy. Each folder is
+    named c<corpus utterances>-x<repeats> and holds agree-B/agreement.json."""
     rows = []
     for d in (Path(f) for f in args.folders if Path(f).is_dir()):  # a glob may also catch log files
         agree = json.loads((d / "agree-B" / "agreement.json").read_text())
