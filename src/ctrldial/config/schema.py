@@ -183,7 +183,8 @@ class EvalConfig:
 @dataclass
 class ClassifierConfig:
     model: str = "minilm-l6"
-    """Encoder to fine-tune: `minilm-l6` (offline package), a Hub id or a local folder."""
+    """Encoder to fine-tune: `minilm-l6` or `mpnet-base` (offline packages, see models.ENCODER_ALIASES), a Hub id or a
+    local folder."""
     path: str | None = None
     """A trained classifier folder used to score generations."""
     unsure_below: float = 0.0
