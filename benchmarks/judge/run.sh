@@ -150,6 +150,8 @@ mpnet "$OUT/judge4/cv-mpnet/c10000-x30" "$OUT/judge4/dev-A.jsonl"
 ctrldial judge agreement "$OUT/judge4/dev-B.jsonl" --classifier "$OUT/judge4/cv-mpnet/c10000-x30" --out "$OUT/judge4/cv-mpnet/c10000-x30/agree-B"
 python $J/pool.py choose "$OUT"/judge4/cv-mpnet/* --encoder mpnet-base --with $J/results/judge-gen4-recipe.json \
   > $J/results/judge-mpnet-recipe.json
+ctrldial classifier eval "$OUT/mpnet-act-ctx" --out "$OUT/mpnet-act-ctx/eval-full-split" --set data.path="$DATA" --set data.dedup=false
+cp "$OUT/mpnet-act-ctx/eval-full-split/eval.json" $J/results/mpnet-act-ctx-human-test.json   # the base encoder, human test split (after the choice)
 python -c "import json; json.dump({k: v for k, v in json.load(open('$OUT/mpnet-act-ctx/ctrldial_classifier.json')).items() if k in \
   ('base_model', 'train_data', 'validation_data', 'train_config', 'steps', 'validation_metrics', 'history', 'mixed_precision', \
   'wall_time_s')}, open('$J/results/mpnet-act-ctx-meta.json', 'w'), indent=1)"

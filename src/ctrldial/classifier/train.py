@@ -22,7 +22,7 @@ from ctrldial.classifier.scorer import batched_probs
 from ctrldial.record import write_json
 from ctrldial.config import Config
 from ctrldial.errors import UserError
-from ctrldial.models import resolve_encoder
+from ctrldial.models import ENCODER_ALIASES, resolve_encoder
 
 """Validation sample size: ~3 s per evaluation with MiniLM on 2 CPU cores, and ±1 point of accuracy noise."""
 WEIGHT_DECAY = 0.01  # the usual BERT fine-tuning value; ClassifierConfig leaves it fixed
@@ -45,7 +45,8 @@ def _load_base(name: str, labels: list[str]):
     except (OSError, ValueError) as e:
         raise UserError(
             f"classifier.model={name}: could not load it as a sequence classifier ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:160]}); pass an encoder folder, a Hub id (needs network), minilm-l6 or mpnet-base"
+            f"{str(e).splitlines()[0][:160]}); pass an encoder folder, a Hub id (needs network) or an offline alias "
+            f"({', '.join(ENCODER_ALIASES)})"
         ) from None
     if tokenizer.pad_token_id is None:
         # decoder-style encoders (GPT-2) have no pad token; the attention mask hides padding anyway
