@@ -173,3 +173,10 @@ ctrldial classifier ensemble --out "$OUT/judge4/ens-minilm-mpnet" "$OUT/judge4/c
 ctrldial judge agreement "$OUT/judge4/dev-B.jsonl" --classifier "$OUT/judge4/ens-minilm-mpnet" --out "$OUT/judge4/ens-minilm-mpnet/agree-B"
 python $J/pool.py choose "$OUT"/judge4/cv/c10000-x30 > $J/results/dev-b-minilm-c10000-x30.json
 cp "$OUT/judge4/ens-minilm-mpnet/agree-B/agreement.json" $J/results/dev-b-ensemble-minilm-mpnet.json
+
+# 12. declared 2026-12-02, not run yet (CPU time): MPNet tied MiniLM on dev-B (0.866 vs 0.867) with a higher human
+#     validation accuracy (0.844 vs 0.838), so judge-gen2's recipe with MPNet on the whole pool (judge-mpnet, the
+#     commands of step 10's if-block) is measured once on both held-out parts and the human test split. It replaces
+#     judge-gen2 as the validated judge only if its agreement is at least judge-gen2's on both held-out parts (0.876,
+#     0.870) and its human test accuracy is >= 85% (the target judge-gen2 misses at 84.12%); otherwise the second judge
+#     rule of step 10 applies. About 45 min on a 2-core AMX machine at 2 threads.
