@@ -14,7 +14,7 @@ from ctrldial.loaded import Loaded, apply_method, prepare
 from ctrldial.train import train_steps
 
 SIZES = {
-    # quick: 6.5–8 minutes on 2 cores with AVX-512, 16 on an AVX2-only CPU (benchmarks/speed); 3 repeats, so two quick runs on one idle machine agree
+    # quick: 6–8 minutes on 2 cores with AVX-512, 16 on an AVX2-only CPU (benchmarks/speed); 3 repeats, so two quick runs on one idle machine agree
     "quick": {
         "config": {"train": {"max_steps": 6}, "data": {"max_eval_examples": 10}, "classifier": {"max_steps": 8}},
         "bench": {"repeats": 3, "score_texts": 256, "memory_steps": 1, "variants": False},
