@@ -141,6 +141,15 @@ mpnet() {  # OUT_DIR LABELS
     --set data.max_train_examples=10000 --set classifier.lr=2.5e-5 --set classifier.epochs=1 --set classifier.eval_every=200 \
     --set classifier.extra_train="$2" --set classifier.extra_repeats=30
 }
+judge_mpnet() {  # the recipe on the whole pool, measured once on both held-out parts and the human test split
+  mpnet "$OUT/judge-mpnet" "$OUT/judge4/dev-pool.jsonl"
+  ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/heldout"
+  ctrldial judge agreement $J/labels-heldout2.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/heldout2"
+  ctrldial classifier eval "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/eval-full-split" --set data.path="$DATA" --set data.dedup=false
+  cp "$OUT/judge-mpnet/heldout/agreement.json" $J/results/judge-mpnet-heldout.json
+  cp "$OUT/judge-mpnet/heldout2/agreement.json" $J/results/judge-mpnet-heldout2.json
+  cp "$OUT/judge-mpnet/eval-full-split/eval.json" $J/results/judge-mpnet-human-test.json
+}
 mpnet "$OUT/judge4/cv-mpnet/c10000-x30" "$OUT/judge4/dev-A.jsonl"
 ctrldial judge agreement "$OUT/judge4/dev-B.jsonl" --classifier "$OUT/judge4/cv-mpnet/c10000-x30" --out "$OUT/judge4/cv-mpnet/c10000-x30/agree-B"
 python $J/pool.py choose "$OUT"/judge4/cv-mpnet/* --encoder mpnet-base --with $J/results/judge-gen4-recipe.json \
@@ -152,13 +161,7 @@ python -c "import json; json.dump({k: v for k, v in json.load(open('$OUT/mpnet-a
   'wall_time_s')}, open('$J/results/mpnet-act-ctx-meta.json', 'w'), indent=1)"
 # (2026-12-02: dev-B 0.8657 against MiniLM's 0.867, so it stopped here: judge-mpnet was not trained or measured)
 if python -c "import json, sys; sys.exit(json.load(open('$J/results/judge-mpnet-recipe.json'))['chosen']['encoder'] != 'mpnet-base')"; then
-  mpnet "$OUT/judge-mpnet" "$OUT/judge4/dev-pool.jsonl"
-  ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/heldout"
-  ctrldial judge agreement $J/labels-heldout2.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/heldout2"
-  ctrldial classifier eval "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/eval-full-split" --set data.path="$DATA" --set data.dedup=false
-  cp "$OUT/judge-mpnet/heldout/agreement.json" $J/results/judge-mpnet-heldout.json
-  cp "$OUT/judge-mpnet/heldout2/agreement.json" $J/results/judge-mpnet-heldout2.json
-  cp "$OUT/judge-mpnet/eval-full-split/eval.json" $J/results/judge-mpnet-human-test.json
+  judge_mpnet
 fi
 
 # 11. development only: an ensemble of the two encoders (mean of their probabilities), each trained on dev-A with
@@ -176,14 +179,8 @@ cp "$OUT/judge4/ens-minilm-mpnet/agree-B/agreement.json" $J/results/dev-b-ensemb
 #     judge-gen2 misses at 84.12%); otherwise the second-judge rule of step 10 applies. Run 2026-12-02 on a 2-core AMX
 #     machine (about 95 min with step 10's mpnet-act-ctx): 0.892, 0.885 and 85.27%, so judge-mpnet is the validated
 #     judge (README "judge-mpnet measured"), and the quality benchmark is re-judged by it (ngram-gen2 stays the second judge).
-python $J/pool.py make --out "$OUT/judge4"
-mpnet "$OUT/judge-mpnet" "$OUT/judge4/dev-pool.jsonl"
-ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/heldout"
-ctrldial judge agreement $J/labels-heldout2.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/heldout2"
-ctrldial classifier eval "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/eval-full-split" --set data.path="$DATA" --set data.dedup=false
-cp "$OUT/judge-mpnet/heldout/agreement.json" $J/results/judge-mpnet-heldout.json
-cp "$OUT/judge-mpnet/heldout2/agreement.json" $J/results/judge-mpnet-heldout2.json
-cp "$OUT/judge-mpnet/eval-full-split/eval.json" $J/results/judge-mpnet-human-test.json
+python $J/pool.py make --out "$OUT/judge4"   # step 9's pool again (the same files), so this step runs alone too
+judge_mpnet
 # the held-out agreement in the judge's folder (scoring then reports corrected control), and the quality benchmark re-judged
 ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet"
 ctrldial rescore $J/quality-rescored/method=* --classifier "$OUT/judge-mpnet"
