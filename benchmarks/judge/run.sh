@@ -142,11 +142,12 @@ mpnet() {  # OUT_DIR LABELS
     --set classifier.extra_train="$2" --set classifier.extra_repeats=30
 }
 judge_mpnet() {  # the recipe on the whole pool, measured once on both held-out parts and the human test split
+  # (part 1's agreement lands in the judge's folder, as in step 4: scoring then reports corrected control)
   mpnet "$OUT/judge-mpnet" "$OUT/judge4/dev-pool.jsonl"
-  ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/heldout"
+  ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet"
   ctrldial judge agreement $J/labels-heldout2.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/heldout2"
   ctrldial classifier eval "$OUT/judge-mpnet" --out "$OUT/judge-mpnet/eval-full-split" --set data.path="$DATA" --set data.dedup=false
-  cp "$OUT/judge-mpnet/heldout/agreement.json" $J/results/judge-mpnet-heldout.json
+  cp "$OUT/judge-mpnet/agreement.json" $J/results/judge-mpnet-heldout.json
   cp "$OUT/judge-mpnet/heldout2/agreement.json" $J/results/judge-mpnet-heldout2.json
   cp "$OUT/judge-mpnet/eval-full-split/eval.json" $J/results/judge-mpnet-human-test.json
 }
@@ -181,8 +182,7 @@ cp "$OUT/judge4/ens-minilm-mpnet/agree-B/agreement.json" $J/results/dev-b-ensemb
 #     judge (README "judge-mpnet measured"), and the quality benchmark is re-judged by it (ngram-gen2 stays the second judge).
 python $J/pool.py make --out "$OUT/judge4"   # step 9's pool again (the same files), so this step runs alone too
 judge_mpnet
-# the held-out agreement in the judge's folder (scoring then reports corrected control), and the quality benchmark re-judged
-ctrldial judge agreement $J/labels-heldout.jsonl --classifier "$OUT/judge-mpnet" --out "$OUT/judge-mpnet"
+# the quality benchmark re-judged
 ctrldial rescore $J/quality-rescored/method=* --classifier "$OUT/judge-mpnet"
 ctrldial report $J/quality-rescored
 python $J/tables.py "act-ctx (MiniLM, no hand labels)=$J/results/act-ctx-heldout.json" \
