@@ -12,6 +12,7 @@ merged, untrained: the probes time the loop, not the adapter). --data is the Dai
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -47,8 +48,8 @@ def products(args) -> dict:
             pk = timed(lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], ""), calls)
             # cold: as in a decode step, each call reads another weight (copies cycled through ~400 MB, more than the caches)
             copies = [torch.ops.mkldnn._reorder_linear_weight(torch.randn(o, i), 64) for _ in range(max(2, 100_000_000 // (o * i)))]
-            it = iter(range(10**9))
-            cold = timed(lambda: torch.ops.mkldnn._linear_pointwise(x, copies[next(it) % len(copies)], None, "none", [], ""), len(copies))
+            cycle = itertools.cycle(copies)
+            cold = timed(lambda: torch.ops.mkldnn._linear_pointwise(x, next(cycle), None, "none", [], ""), len(copies))
             out.append({"rows": rows, "out": o, "in": i, "plain_ms": plain, "packed_ms": pk, "packed_over_plain": pk / plain,
                         "packed_gflops": 2 * rows * o * i / pk / 1e6, "packed_cold_ms": cold,
                         "packed_cold_gflops": 2 * rows * o * i / cold / 1e6, "cold_weight_gb_per_s": o * i * 4 / cold / 1e6})
