@@ -150,3 +150,42 @@ def test_bad_contexts_file_exits_2_before_the_model_loads(judged_lora, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "c.jsonl:1" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_an_eval_folder_is_rescored_in_place_and_keeps_its_fluency(judged_lora, tmp_path, capsys):
+    """`ctrldial rescore` on an eval folder (no --record): new verdicts and control metrics in metrics.json, the
+    figures no judge changes (generation perplexity, repetition, BLEU) kept; an eval written before evals named their
+    attribute is rescored too; a damaged metrics.json is one line naming it."""
+    from ctrldial.classifier import Scorer
+    from ctrldial.metrics import control_metrics
+
+    contexts = tmp_path / "c.jsonl"
+    contexts.write_text(json.dumps({"context": ["Can you help me move on Sunday?"], "reference": "Sure.",
+                                    "reference_label": "commissive"}) + "\n"
+                        + json.dumps({"context": ["I lost my keys again."]}) + "\n")
+    out = tmp_path / "e"
+    main(["eval", str(judged_lora), "--contexts", str(contexts), "--out", str(out)])
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["attribute"] == "act"
+    judge = result["judge"]
+    kept = {k: result["metrics"][k] for k in ("generation_perplexity", "repetition_rate", "bleu", "distinct_2")}
+    rows = _rows(out)
+    (out / "generations.jsonl").write_text("".join(json.dumps({**r, "predicted": "question"}) + "\n" for r in rows))
+    del result["attribute"]  # as written before evals named it
+    result["metrics"]["control_accuracy"] = -1.0
+    (out / "metrics.json").write_text(json.dumps(result))
+
+    main(["rescore", str(out), "--classifier", judge])
+    assert "control_accuracy=" in capsys.readouterr().out
+    got = _rows(out)
+    pred, _ = Scorer.load(Path(judge), "act").score([r["generation"] for r in got], [r["context"] for r in got])
+    assert [r["predicted"] for r in got] == [p if r["generation"].strip() else None for p, r in zip(pred, got)]
+    res = json.loads((out / "metrics.json").read_text())
+    assert res["metrics"]["control_accuracy"] == control_metrics(got, ACTS)["control_accuracy"]
+    assert res["rescored"][-1]["classifier"] == judge and res["judge"] == judge
+    assert {k: res["metrics"][k] for k in kept} == kept
+
+    (out / "metrics.json").write_text("{broken")
+    with pytest.raises(SystemExit) as e:
+        main(["rescore", str(out), "--classifier", judge])
+    assert e.value.code == 2 and "metrics.json" in capsys.readouterr().err

@@ -151,11 +151,23 @@ def test_rerank_min_prob_keeps_the_most_fluent_of_the_sure_candidates():
     assert choose(["", ""], [[0, 0, 0, 1]] * 2, [-1.0, -3.0], [0, 0], range(2), col, 0.5) == 0  # all empty
 
 
+def test_rerank_avoid_repeats_passes_over_a_looping_candidate():
+    texts = ["I'll do it, I'll do it, I'll do it.", "OK, I will bring it.", "", "It is raining."]
+    probs = [[0.0, 0.0, 0.0, 1.0], [0.1, 0.1, 0.1, 0.7], [0.0, 0.0, 0.0, 1.0], [0.7, 0.1, 0.1, 0.1]]
+    logprobs, lengths, col = [-1.0, -4.0, 0.0, -0.5], [12, 6, 0, 4], 3
+    assert choose(texts, probs, logprobs, lengths, range(4), col, None) == 0                       # the loop is the most probable
+    assert choose(texts, probs, logprobs, lengths, range(4), col, None, avoid_repeats=True) == 1   # the next, without a loop
+    assert choose(texts, probs, logprobs, lengths, range(4), col, 0.5, avoid_repeats=True) == 1    # min_prob among the others
+    assert choose(texts[:1] + [""], probs[:2], logprobs[:2], lengths[:2], range(2), col, None, avoid_repeats=True) == 0  # all loop
+
+
 def test_rerank_min_prob_without_reranking_is_a_config_error(dd_dir):
     with pytest.raises(UserError, match="rerank_min_prob needs reranking"):
         build_config(None, [f"data.path={dd_dir}", "generate.rerank_min_prob=0.5"])
     with pytest.raises(UserError, match="rerank_min_prob"):
         build_config(None, [f"data.path={dd_dir}", "generate.rerank_min_prob=1.5"])
+    with pytest.raises(UserError, match="rerank_avoid_repeats needs reranking"):
+        build_config(None, [f"data.path={dd_dir}", "generate.rerank_avoid_repeats=true"])
 
 
 def test_a_reranked_eval_record_names_its_reranker_and_code(judges, tmp_path):

@@ -78,6 +78,17 @@ def versus_counts(ha: dict, hb: dict) -> dict:
             "only_a_agrees": only_a, "only_b_agrees": only_b, "mcnemar_exact_p": p}
 
 
+def judges_versus(out: Path, agreement: Path) -> dict:
+    """The judge of the draw (its verdicts in key.jsonl) against another judge on the same hand labels (``agreement``:
+    `ctrldial judge agreement` of the joined draw): which agrees with the reading more, exact McNemar."""
+    key = {k["id"]: k for k in read(out / "key.jsonl")}
+    labels = {h["id"]: h["label"] for h in read(out / "hand-labels.jsonl")}
+    other = {v["id"]: v["judge"] for v in json.loads(agreement.read_text(encoding="utf-8"))["verdicts"]}
+    assert set(other) == set(key), "the agreement must cover the draw's responses"
+    return {"draw_judge": "key.jsonl", "other_judge": str(agreement),
+            **versus_counts({i: key[i]["judge"] == labels[i] for i in key}, {i: other[i] == labels[i] for i in key})}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path, nargs="?")
@@ -86,8 +97,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--score", action="store_true", help="join hand-labels.jsonl with the key and write agreement.json")
     ap.add_argument("--versus", type=Path, help="another hand-labelled draw of the same rows: paired comparison (McNemar)")
+    ap.add_argument("--judge-versus", type=Path, metavar="AGREEMENT",
+                    help="another judge's agreement.json on this draw: the draw's judge against it on the reading (McNemar)")
     a = ap.parse_args()
-    if a.versus:
+    if a.judge_versus:
+        print(json.dumps(judges_versus(a.out, a.judge_versus), indent=2))
+    elif a.versus:
         print(json.dumps(versus(a.versus, a.out), indent=2))
     elif a.score:
         print(json.dumps(score(a.out), indent=2))

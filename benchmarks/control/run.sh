@@ -143,3 +143,23 @@ python $B/table.py $WORK/ood/* > $B/results/ood.md
 python $B/draw.py $WORK/test100/lora-s1000-cf2-null-g3-rerank8-t0.7 --out $B/hand/s1000-cf2-g3-rerank8 --n 200  # label blind.jsonl
 python $B/draw.py --out $B/hand/s1000-cf2-g3-rerank8 --score
 python $B/draw.py --out $B/hand/s1000-cf2-g3-rerank8 --versus $B/hand/s1000-cf-g3-rerank8 > $B/hand/s1000-cf-vs-s1000-cf2.json
+
+# 11. judge-mpnet became the validated judge (benchmarks/judge step 12). (a) Every eval folder committed with its
+#     generations is judged again by it, on a copy (`ctrldial rescore` reads eval folders): results/*-judge-mpnet.md.
+#     The folders committed without generations (cf, cf2, validation) cannot be. (b) judge-mpnet on the one blind
+#     reading it never trained on (round 2's best decoding; its contexts are in judge-mpnet's development pool with
+#     other responses, 5 of the 200 items too), against the judge of the draw (judge-gen2).
+#     (c) rebuild.sh: the chain of steps 2-3, 9, 10 again, judged by judge-mpnet, to the best configuration on all
+#     500 test contexts (its header says what differs and what it reports).
+MJ=${MPNET_JUDGE:-/work/judge/judge-mpnet}
+for d in test test100 ood; do mkdir -p $WORK/rejudged/$d
+  for f in $B/results/$d/*; do [ -f $f/generations.jsonl ] && cp -r $f $WORK/rejudged/$d/; done
+  ctrldial rescore $WORK/rejudged/$d/* --classifier $MJ
+  for f in $WORK/rejudged/$d/*; do mkdir -p $B/results/judge-mpnet/$d/${f##*/}; cp $f/metrics.json $B/results/judge-mpnet/$d/${f##*/}/; done
+  python $B/table.py $B/results/judge-mpnet/$d/* > $B/results/$d-judge-mpnet.md
+done
+H=$B/hand/s1000-cf2-g3-rerank8
+ctrldial judge join $H --out $WORK/cf2-hand.jsonl
+ctrldial judge agreement $WORK/cf2-hand.jsonl --classifier $MJ --out $H/agreement-judge-mpnet
+python $B/draw.py --out $H --judge-versus $H/agreement-judge-mpnet/agreement.json > $H/judge-gen2-vs-judge-mpnet.json
+DATA=$DATA JUDGE=$MJ WORK=$WORK/rebuild bash $B/rebuild.sh

@@ -123,7 +123,8 @@ def cmd_rescore(args) -> None:
         m = rec["judges"][args.as_name]["metrics"] if args.as_name else rec["metrics"]
         lo, hi = m["ci"]["control_accuracy"] or (float("nan"), float("nan"))
         corrected = m.get("corrected_control_accuracy")
-        print(f"{d}: control_accuracy={m['control_accuracy']:.3f} [{lo:.3f}, {hi:.3f}] gold={m['control_accuracy_gold']:.3f}"
+        gold = m.get("control_accuracy_gold")
+        print(f"{d}: control_accuracy={m['control_accuracy']:.3f} [{lo:.3f}, {hi:.3f}]" + (f" gold={gold:.3f}" if gold is not None else "")
               + (f" corrected={corrected:.3f}" if corrected is not None else "")
               + (f" unsure_rate={m['unsure_rate']:.3f} sure={m['control_accuracy_sure']:.3f}" if m.get("unsure_rate") is not None else ""))
 
@@ -252,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write record.json (the run's record with this decoding and these metrics) for report and rescore")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("rescore", help="judge finished runs' generations again with another classifier")
+    p = sub.add_parser("rescore", help="judge finished runs' (or `ctrldial eval` folders') generations again with another classifier")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--classifier", required=True, help="a trained classifier folder")
     p.add_argument("--as", dest="as_name", metavar="NAME",

@@ -25,10 +25,8 @@ from typing import Any
 from ctrldial.config import flat_config
 from ctrldial.errors import UserError, check_label
 from ctrldial.fluency import generation_perplexity
-from ctrldial.record import (GENERATIONS, RECORD, environment, git_state, jsonl_objects, load_record, recorded_labels, write_json,
-                             write_jsonl)
-
-METRICS_FILE = "metrics.json"
+from ctrldial.record import (EVAL_METRICS as METRICS_FILE, GENERATIONS, RECORD, environment, git_state, jsonl_objects, load_record,
+                             recorded_labels, write_json, write_jsonl)
 
 
 def read_contexts(path: Path, labels: list[str]) -> list[dict[str, Any]]:
@@ -96,6 +94,7 @@ def evaluate(run_dir: Path, contexts_file: Path, out: Path, labels: list[str] | 
         metrics["generation_perplexity"] = generation_perplexity(m, rows)
     result = {
         "run": str(run_dir), "contexts_file": str(contexts_file), "contexts": len(items), "labels": labels,
+        "attribute": m.cfg.data.attribute,
         "judge": m.cfg.classifier.path, "overrides": list(overrides or []),
         "generate": {k: v for k, v in flat_config(m.cfg).items() if k.startswith("generate.")},
         "generate_seconds": seconds, "responses_per_second": len(rows) / seconds if seconds else None,

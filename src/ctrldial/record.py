@@ -23,6 +23,8 @@ from ctrldial.errors import UserError
 RECORD = "record.json"
 GENERATIONS = "generations.jsonl"
 """Beside the record: one row per (context, requested label) with the response and the judge's verdict."""
+EVAL_METRICS = "metrics.json"
+"""Beside an eval's generations (`ctrldial eval`): the run, the contexts file, the decoding and the metrics."""
 SCHEMA_VERSION = 1
 PACKAGES = ("ctrldial", "torch", "transformers", "peft", "accelerate", "datasets", "sacrebleu", "bitsandbytes")
 

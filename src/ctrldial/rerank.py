@@ -1,6 +1,7 @@
 """Reranking by a discriminator, never by the judge: N candidates per request, the one the discriminator finds
 most likely of the requested label is kept (ties: the model's likelihood); with ``generate.rerank_min_prob`` the most
-fluent of those the discriminator is sure enough of.
+fluent of those the discriminator is sure enough of; with ``generate.rerank_avoid_repeats`` a candidate that loops (a
+repeated word 3-gram) only when every candidate does.
 
 The judge that reports control must not choose the outputs it scores, or control measures the judge's own
 errors twice. ``check_reranker`` refuses a reranker that is the judge's folder, has the judge's training-data
@@ -60,15 +61,21 @@ def rerank(m, requests: list[tuple], reranker, progress: bool = False) -> list[s
     texts = m.decode_requests(expanded, progress, logprobs, lengths)
     probs = reranker.predict_proba(texts, [list(ctx) for ctx, _ in expanded]).tolist()
     cols = [reranker.labels.index(label) for _, label in requests]
-    return [texts[choose(texts, probs, logprobs, lengths, range(i * n, (i + 1) * n), col, m.cfg.generate.rerank_min_prob)]
+    g = m.cfg.generate
+    return [texts[choose(texts, probs, logprobs, lengths, range(i * n, (i + 1) * n), col, g.rerank_min_prob, g.rerank_avoid_repeats)]
             for i, col in enumerate(cols)]
 
 
-def choose(texts, probs, logprobs, lengths, cands, col: int, min_prob: float | None) -> int:
+def choose(texts, probs, logprobs, lengths, cands, col: int, min_prob: float | None, avoid_repeats: bool = False) -> int:
     """The kept candidate: the most probable of the label (ties: likelihood), or with ``min_prob`` the most fluent
     (mean log-likelihood per token, eos counted) of those at least that probable. An empty candidate has no act: it
-    is chosen only when every candidate is empty."""
+    is chosen only when every candidate is empty; with ``avoid_repeats``, one that repeats a word 3-gram only when
+    every non-empty candidate does."""
+    from ctrldial.metrics import repeats_ngram
+
     cands = [j for j in cands if texts[j].strip()] or list(cands)
+    if avoid_repeats:
+        cands = [j for j in cands if not repeats_ngram(texts[j])] or cands
     sure = [j for j in cands if min_prob is not None and probs[j][col] >= min_prob]
     if sure:
         return max(sure, key=lambda j: logprobs[j] / (lengths[j] + 1))

@@ -11,7 +11,8 @@ import torch
 
 from ctrldial.errors import UserError
 from ctrldial.metrics import TEXT_CI_KEYS, control_ci, control_metrics
-from ctrldial.record import GENERATIONS, RECORD, load_record, write_json, write_jsonl
+from ctrldial.data.corpus import ACTS, EMOTIONS
+from ctrldial.record import EVAL_METRICS, GENERATIONS, RECORD, load_record, write_json, write_jsonl
 from ctrldial.greedy import is_prompt_learning
 from ctrldial.packed import packed_linears
 from ctrldial.train import batcher, token_losses
@@ -111,36 +112,59 @@ def read_generations(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def rescore(run_dir: Path, classifier: Path, name: str | None = None, unsure_below: float = 0.0) -> dict[str, Any]:
-    """Score a finished run's generations again with another classifier; the record says which judged it.
+def _scored(run_dir: Path) -> tuple[Path, dict[str, Any], list[str], str]:
+    """What a rescore rewrites: a run's record, or an eval folder's metrics.json (`ctrldial eval` without --record);
+    with the labels asked for and the attribute judged."""
+    if (run_dir / RECORD).is_file() or not (run_dir / EVAL_METRICS).is_file():
+        record = load_record(run_dir)
+        return run_dir / RECORD, record, list(record["data"]["labels"]), record["config"]["data"]["attribute"]
+    path = run_dir / EVAL_METRICS
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        labels = list(result["labels"])
+        metrics = result["metrics"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: not a `ctrldial eval` result ({type(e).__name__}: {e}); run the eval again") from None
+    if not isinstance(metrics, dict):
+        raise UserError(f"{path}: not a `ctrldial eval` result (metrics is not an object); run the eval again")
+    # evals written before they named their attribute asked for act or emotion labels, never both
+    attribute = result.get("attribute") or ("act" if set(labels) <= set(ACTS) else "emotion" if set(labels) <= set(EMOTIONS) else None)
+    if attribute is None:
+        raise UserError(f"{path}: labels {labels} are neither acts nor emotions; run the eval again")
+    return path, result, labels, attribute
 
-    With ``name``, the classifier is an additional judge: its figures go to ``record["judges"][name]`` and the
-    primary judge's metrics and verdicts stay as they are. ``unsure_below``: as ``classifier.unsure_below``.
+
+def rescore(run_dir: Path, classifier: Path, name: str | None = None, unsure_below: float = 0.0) -> dict[str, Any]:
+    """Score a finished run's (or an eval folder's) generations again with another classifier; it says which judged it.
+
+    With ``name``, the classifier is an additional judge: its figures go to ``["judges"][name]`` and the primary
+    judge's metrics and verdicts stay as they are. ``unsure_below``: as ``classifier.unsure_below``. Returns the
+    record (or the eval's result) as written.
     """
     run_dir = Path(run_dir)
-    record = load_record(run_dir)
+    path, doc, labels, attribute = _scored(run_dir)
     gens = run_dir / GENERATIONS
     if not gens.is_file():
         raise UserError(f"{gens}: missing; a finished run writes it — rerun the run")
     if not 0 <= unsure_below < 1:
         raise UserError(f"--unsure-below must be in [0, 1) (0 = off), not {unsure_below}")
-    judge = load_judge(classifier, record["config"]["data"]["attribute"], unsure_below)
+    judge = load_judge(classifier, attribute, unsure_below)
     rows = read_generations(gens)
     entry = {"classifier": str(classifier), "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if unsure_below:
         entry["unsure_below"] = unsure_below
     if name:
         copies = [dict(r) for r in rows]  # the primary verdicts in generations.jsonl stay
-        record.setdefault("judges", {})[name] = {"path": str(classifier), "metrics": score_rows(judge, copies, record["data"]["labels"])}
+        doc.setdefault("judges", {})[name] = {"path": str(classifier), "metrics": score_rows(judge, copies, labels)}
         entry["as"] = name
     else:
         for key in UNSURE_KEYS:  # an earlier threshold's figures must not outlive a rescore without one
-            record["metrics"].pop(key, None)
-        text = {k: v for k, v in (record["metrics"].get("ci") or {}).items() if k in TEXT_CI_KEYS}  # no judge changes BLEU
-        record["metrics"].update(score_rows(judge, rows, record["data"]["labels"]))
-        record["metrics"]["ci"] = {**record["metrics"]["ci"], **text}
-        record["judge"] = str(classifier)
+            doc["metrics"].pop(key, None)
+        text = {k: v for k, v in (doc["metrics"].get("ci") or {}).items() if k in TEXT_CI_KEYS}  # no judge changes BLEU
+        doc["metrics"].update(score_rows(judge, rows, labels))
+        doc["metrics"]["ci"] = {**doc["metrics"]["ci"], **text}
+        doc["judge"] = str(classifier)
         write_jsonl(gens, rows)
-    record.setdefault("rescored", []).append(entry)
-    write_json(run_dir / RECORD, record)
-    return record
+    doc.setdefault("rescored", []).append(entry)
+    write_json(path, doc)
+    return doc

@@ -163,6 +163,9 @@ class GenerateConfig:
     """Reranking that also weighs fluency: among the candidates the discriminator gives the requested label with
     probability >= this, keep the most likely under the model (mean log-likelihood per token); when none reaches it,
     the most probable of the label as without it. None = always the most probable of the label."""
+    rerank_avoid_repeats: bool = False
+    """Reranking that avoids loops: a candidate that repeats a word 3-gram (the `repetition_rate` metric's test) is
+    kept only when every candidate does; the rule above chooses among the others."""
 
 
 @dataclass
@@ -317,6 +320,8 @@ def _decoding_problems(cfg: Config) -> list[str]:
         p.append("generate.num_candidates > 1 needs generate.rerank_classifier (a classifier trained on other dialogues than the judge)")
     if g.rerank_min_prob is not None and g.num_candidates == 1:
         p.append("generate.rerank_min_prob needs reranking: set generate.num_candidates and generate.rerank_classifier")
+    if g.rerank_avoid_repeats and g.num_candidates == 1:
+        p.append("generate.rerank_avoid_repeats needs reranking: set generate.num_candidates and generate.rerank_classifier")
     if g.rerank_classifier and g.num_candidates == 1:
         p.append("generate.rerank_classifier has nothing to rerank: set generate.num_candidates (e.g. 8)")
     if g.rerank_classifier and cfg.classifier.path and Path(g.rerank_classifier).resolve() == Path(cfg.classifier.path).resolve():
