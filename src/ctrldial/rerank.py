@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrldial.errors import UserError
+from ctrldial.metrics import repeats_ngram
 
 
 def _train_data(path: Path) -> dict[str, Any]:
@@ -71,8 +72,6 @@ def choose(texts, probs, logprobs, lengths, cands, col: int, min_prob: float | N
     (mean log-likelihood per token, eos counted) of those at least that probable. An empty candidate has no act: it
     is chosen only when every candidate is empty; with ``avoid_repeats``, one that repeats a word 3-gram only when
     every non-empty candidate does."""
-    from ctrldial.metrics import repeats_ngram
-
     cands = [j for j in cands if texts[j].strip()] or list(cands)
     if avoid_repeats:
         cands = [j for j in cands if not repeats_ngram(texts[j])] or cands

@@ -11,7 +11,7 @@ import torch
 
 from ctrldial.errors import UserError
 from ctrldial.metrics import TEXT_CI_KEYS, control_ci, control_metrics
-from ctrldial.data.corpus import ACTS, EMOTIONS
+from ctrldial.data.examples import label_names
 from ctrldial.record import EVAL_METRICS, GENERATIONS, RECORD, load_record, write_json, write_jsonl
 from ctrldial.greedy import is_prompt_learning
 from ctrldial.packed import packed_linears
@@ -127,10 +127,11 @@ def _scored(run_dir: Path) -> tuple[Path, dict[str, Any], list[str], str]:
         raise UserError(f"{path}: not a `ctrldial eval` result ({type(e).__name__}: {e}); run the eval again") from None
     if not isinstance(metrics, dict):
         raise UserError(f"{path}: not a `ctrldial eval` result (metrics is not an object); run the eval again")
-    # evals written before they named their attribute asked for act or emotion labels, never both
-    attribute = result.get("attribute") or ("act" if set(labels) <= set(ACTS) else "emotion" if set(labels) <= set(EMOTIONS) else None)
+    # evals written before they named their attribute: the one whose labels they asked for
+    attribute = result.get("attribute") or next(
+        (a for a in ("act", "emotion", "act+emotion") if set(labels) <= set(label_names(a))), None)
     if attribute is None:
-        raise UserError(f"{path}: labels {labels} are neither acts nor emotions; run the eval again")
+        raise UserError(f"{path}: labels {labels} belong to no attribute (act, emotion, act+emotion); run the eval again")
     return path, result, labels, attribute
 
 
